@@ -1,0 +1,121 @@
+"""The `recovery-tracker` command: serve, migrate, create-admin."""
+
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from api import migrations, security
+from api.config import Settings
+from api.db import make_engine
+from api.logs import log_config
+from models.identity import Role, UserAccount, UserCreate
+
+# No pretty tracebacks: they print local variables, and those can be passwords or patient data.
+app = typer.Typer(
+    help="Recovery Tracker: recovery tracking after regenerative spine procedures.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        messages = "; ".join(str(e.get("ctx", {}).get("error", e["msg"])) for e in exc.errors())
+        typer.secho(f"Refusing to start: {messages}", err=True, fg="red")
+        raise typer.Exit(2) from None
+
+
+def _echo_err(message: str) -> None:
+    typer.secho(message, err=True, fg="red")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (alembic upgrade head)."""
+    settings = _settings()
+    migrations.upgrade(settings.database_url)
+    typer.echo("Database is at the latest schema.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only)")] = 1,
+    no_migrate: Annotated[
+        bool, typer.Option("--no-migrate", help="Do not apply migrations first")
+    ] = False,
+) -> None:
+    """Apply migrations (unless --no-migrate), then serve the API."""
+    import uvicorn
+
+    settings = _settings()
+    if settings.is_sqlite and workers > 1:
+        _echo_err(
+            "SQLite takes one writer at a time: run one process, or use PostgreSQL for several."
+        )
+        raise typer.Exit(2)
+    if not no_migrate:
+        migrations.upgrade(settings.database_url)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    typer.echo(f"Recovery Tracker on http://{shown}:{port} — API docs: http://{shown}:{port}/docs")
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # our access log leaves out query strings (api/middleware.py)
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
+    )
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="The admin's e-mail address")],
+    password: Annotated[
+        str, typer.Option(help="At least 15 characters", prompt=True, hide_input=True)
+    ],
+) -> None:
+    """Create an admin account."""
+    settings = _settings()
+    try:
+        data = UserCreate(email=email, password=password, role=Role.admin)
+    except ValidationError as exc:
+        _echo_err("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        raise typer.Exit(2) from None
+    migrations.upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        session.add(
+            UserAccount(
+                email=data.email.lower(),
+                role=Role.admin,
+                password_hash=security.hash_password(data.password),
+            )
+        )
+        try:
+            session.commit()
+        except IntegrityError:
+            _echo_err(f"An account with the email {data.email} already exists.")
+            raise typer.Exit(1) from None
+    engine.dispose()
+    typer.echo(f"Admin {data.email} created.")
+
+
+def main() -> None:
+    app(prog_name="recovery-tracker")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

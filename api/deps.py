@@ -1,0 +1,120 @@
+"""Request dependencies: settings, audit context, the caller, role guards and object loaders.
+
+Every route except the public ones (health, docs, sign-in, enrolment) declares the roles that
+may call it with `dependencies=[allow(...)]`; tests/api/test_route_table.py fails for a route
+that does not. Route-level dependencies run before the endpoint's own, so the role check comes
+before any loader can answer 404.
+"""
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.params import Depends as DependsParam
+from fastapi.security import OAuth2PasswordBearer
+
+from api.config import Settings
+from api.db import SessionDep
+from api.errors import Forbidden, NotFound, Unauthorized
+from api.services import auth
+from api.services.access import Principal
+from api.services.audit import Audit
+from models.identity import Role
+from models.patient import Patient
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def get_audit(request: Request) -> Audit:
+    """The request's audit context, named after the route (e.g. `patient.read`)."""
+    route = request.scope.get("route")
+    audit = Audit(
+        action=getattr(route, "name", "unknown"),
+        request_id=request.state.request_id,
+        ip=client_address(request),
+    )
+    request.state.audit = audit
+    return audit
+
+
+AuditDep = Annotated[Audit, Depends(get_audit)]
+
+
+def get_principal(
+    session: SessionDep,
+    settings: SettingsDep,
+    audit: AuditDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Principal:
+    if not token:
+        raise Unauthorized("A bearer token is required")
+    principal = auth.authenticate(session, settings=settings, token=token)
+    audit.identify(principal)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+class RoleGuard:
+    """A route's declaration of the roles that may call it."""
+
+    def __init__(self, roles: tuple[Role, ...]) -> None:
+        self.roles = frozenset(roles)
+
+    def __call__(self, principal: PrincipalDep) -> Principal:
+        if principal.role not in self.roles:
+            raise Forbidden(f"The {principal.role.value} role may not use this operation")
+        return principal
+
+
+def allow(*roles: Role) -> DependsParam:
+    return Depends(RoleGuard(roles))
+
+
+ANY_ROLE = allow(Role.admin, Role.clinician, Role.researcher, Role.patient)
+ADMIN = allow(Role.admin)
+STAFF = allow(Role.admin, Role.clinician, Role.researcher)
+CLINICAL = allow(Role.admin, Role.clinician)
+PATIENT = allow(Role.patient)
+
+
+def load_patient(
+    patient_id: uuid.UUID, session: SessionDep, principal: PrincipalDep, audit: AuditDep
+) -> Patient:
+    """The patient named in the path, if the caller may see them; 404 otherwise."""
+    audit.target(resource_id=patient_id, patient_id=patient_id)
+    patient = session.get(Patient, patient_id)
+    if patient is None or not principal.sees_patient(patient.id, patient.clinic_id):
+        raise NotFound("Patient not found")
+    return patient
+
+
+PatientDep = Annotated[Patient, Depends(load_patient)]
+
+
+class PageParams:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=500, description="Page size (1–500)")] = 50,
+        cursor: Annotated[
+            str | None, Query(max_length=512, description="`next_cursor` of the previous page")
+        ] = None,
+    ) -> None:
+        self.limit = limit
+        self.cursor = cursor
+
+
+PageDep = Annotated[PageParams, Depends()]

@@ -1,0 +1,59 @@
+"""The application: settings, database, middleware, error handlers and routers."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+
+from api import handlers
+from api.config import Settings, get_settings
+from api.db import Database
+from api.middleware import BodyLimit, RequestContext
+from api.routes import audit, auth, enrolment, health, identity
+
+API_PREFIX = "/v1"
+DESCRIPTION = """Recovery tracking for regenerative spine procedures.
+
+Errors are RFC 9457 `application/problem+json`. Lists are cursor-paginated. Every read or write of
+patient data is written to the audit trail. Milestones compare a patient with their own baseline;
+they do not show that a treatment works.
+"""
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def api_router() -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX)
+    for module in (auth, identity, enrolment, audit):
+        router.include_router(module.router)
+    return router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        database = Database.from_settings(settings)
+        try:
+            yield {"database": database, "settings": settings}
+        finally:
+            database.engine.dispose()
+
+    app = FastAPI(
+        title="Recovery Tracker",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.include_router(health.router)
+    app.include_router(api_router())
+    handlers.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext)
+    return app

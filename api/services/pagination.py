@@ -1,0 +1,60 @@
+"""Opaque keyset cursors: the last row's sort value and id, so pages stay stable under ties."""
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from api.errors import FieldError, RuleViolation
+
+
+@dataclass(frozen=True)
+class Cursor:
+    value: str  # the sort key of the last row seen, as text
+    key: str  # its id: the tie-breaker
+
+    @classmethod
+    def at_instant(cls, value: datetime, key: str) -> "Cursor":
+        return cls(value=value.isoformat(), key=key)
+
+    def as_instant(self) -> datetime:
+        try:
+            value = datetime.fromisoformat(self.value)
+        except ValueError:
+            raise _bad_cursor() from None
+        if value.tzinfo is None:
+            raise _bad_cursor()
+        return value
+
+    def key_uuid(self) -> uuid.UUID:
+        try:
+            return uuid.UUID(self.key)
+        except ValueError:
+            raise _bad_cursor() from None
+
+
+def _bad_cursor() -> RuleViolation:
+    return RuleViolation(
+        "The cursor is not one this service issued",
+        errors=[FieldError("cursor", "must be a next_cursor value from a previous page")],
+    )
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    raw = json.dumps([cursor.value, cursor.key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str | None) -> Cursor | None:
+    if token is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        value, key = json.loads(raw)
+        if not isinstance(value, str) or not isinstance(key, str):
+            raise ValueError
+        return Cursor(value=value, key=key)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise _bad_cursor() from None

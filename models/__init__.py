@@ -1,0 +1,5 @@
+"""Every table module, imported so SQLModel.metadata is complete for Alembic."""
+
+from models import audit, identity, patient
+
+__all__ = ["audit", "identity", "patient"]

@@ -1,0 +1,107 @@
+"""Shared column types, constrained field types and the metadata naming convention."""
+
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+from sqlalchemy import DateTime, Dialect, String
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field as ColumnField
+from sqlmodel import SQLModel
+
+# Set before any table is defined: constraint names are stable across SQLite and PostgreSQL
+# and Alembic can drop them by name later.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend.
+
+    SQLite has no timestamp type: values are stored as naive UTC text (which also sorts
+    correctly) and come back with tzinfo=UTC, as PostgreSQL's timestamptz does.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_column(**kwargs: Any) -> Any:
+    """A `Field(sa_type=...)` for a UTC timestamp column."""
+    return ColumnField(sa_type=UTCDateTime, **kwargs)
+
+
+class EnumText(TypeDecorator[StrEnum]):
+    """A StrEnum stored as plain text: no native PostgreSQL enum type to migrate later."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: StrEnum | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
+
+
+def enum_column(enum: type[StrEnum], length: int = 32, **kwargs: Any) -> Any:
+    return ColumnField(sa_type=EnumText(enum, length), **kwargs)
+
+
+# Control characters (C0 except tab/newline/carriage return, DEL, C1) are refused in every
+# string a client sends: NUL breaks PostgreSQL and the rest have no place in clinical text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _no_control_line(value: str) -> str:
+    if _CONTROL_LINE.search(value):
+        raise ValueError("must not contain control characters or line breaks")
+    return value
+
+
+# One-line text: names, codes, identifiers.
+Line = Annotated[str, AfterValidator(_no_control_line)]
+Name = Annotated[Line, Field(min_length=1, max_length=200)]
+ShortText = Annotated[Line, Field(min_length=1, max_length=100)]
+# Multi-line free text: notes and descriptions.
+Note = Annotated[str, Field(max_length=2000), AfterValidator(_no_control)]
