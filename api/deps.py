@@ -9,7 +9,7 @@ before any loader can answer 404.
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.security import OAuth2PasswordBearer
 
@@ -19,8 +19,10 @@ from api.errors import Forbidden, NotFound, Unauthorized
 from api.services import auth
 from api.services.access import Principal
 from api.services.audit import Audit
+from api.services.concurrency import IfMatch
 from models.identity import Role
 from models.patient import Patient
+from models.procedure import AdverseEvent, Procedure
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
@@ -103,6 +105,47 @@ def load_patient(
 
 
 PatientDep = Annotated[Patient, Depends(load_patient)]
+
+
+def load_procedure(
+    procedure_id: uuid.UUID, patient: PatientDep, session: SessionDep, audit: AuditDep
+) -> Procedure:
+    audit.target(resource_id=procedure_id)
+    procedure = session.get(Procedure, procedure_id)
+    if procedure is None or procedure.patient_id != patient.id:
+        raise NotFound("Procedure not found")
+    return procedure
+
+
+ProcedureDep = Annotated[Procedure, Depends(load_procedure)]
+
+
+def load_adverse_event(
+    adverse_event_id: uuid.UUID, patient: PatientDep, session: SessionDep, audit: AuditDep
+) -> AdverseEvent:
+    audit.target(resource_id=adverse_event_id)
+    event = session.get(AdverseEvent, adverse_event_id)
+    if event is None or event.patient_id != patient.id:
+        raise NotFound("Adverse event not found")
+    return event
+
+
+AdverseEventDep = Annotated[AdverseEvent, Depends(load_adverse_event)]
+
+
+def get_if_match(
+    if_match: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            description="The ETag from your last read; required to change the record",
+        ),
+    ] = None,
+) -> IfMatch:
+    return IfMatch(if_match)
+
+
+IfMatchDep = Annotated[IfMatch, Depends(get_if_match)]
 
 
 class PageParams:

@@ -1,5 +1,5 @@
 """Every table module, imported so SQLModel.metadata is complete for Alembic."""
 
-from models import audit, identity, patient
+from models import audit, identity, patient, procedure, protocol
 
-__all__ = ["audit", "identity", "patient"]
+__all__ = ["audit", "identity", "patient", "procedure", "protocol"]

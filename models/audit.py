@@ -35,6 +35,8 @@ class AuditEvent(SQLModel, table=True):
     status_code: int
     request_id: str = Field(max_length=64)
     ip: str | None = Field(default=None, max_length=64)
+    # A short code for an exceptional allowance, e.g. "contraindication_override"; never free text.
+    reason: str | None = Field(default=None, max_length=64)
 
 
 class AuditEventPublic(SQLModel):
@@ -50,3 +52,4 @@ class AuditEventPublic(SQLModel):
     status_code: int
     request_id: str
     ip: str | None
+    reason: str | None = None

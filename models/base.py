@@ -105,3 +105,10 @@ Name = Annotated[Line, Field(min_length=1, max_length=200)]
 ShortText = Annotated[Line, Field(min_length=1, max_length=100)]
 # Multi-line free text: notes and descriptions.
 Note = Annotated[str, Field(max_length=2000), AfterValidator(_no_control)]
+
+
+def not_null(value: Any) -> Any:
+    """For PATCH bodies: a field may be left out, but a required field cannot be set to null."""
+    if value is None:
+        raise ValueError("cannot be null")
+    return value

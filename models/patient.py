@@ -5,11 +5,12 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import Field as F
 from sqlalchemy import JSON, UniqueConstraint
 from sqlmodel import Column, Field, SQLModel
 
-from models.base import Line, Name, enum_column, new_id, utc_column, utc_now
+from models.base import Line, Name, enum_column, new_id, not_null, utc_column, utc_now
 from models.timezones import TimeZoneName
 
 
@@ -58,12 +59,12 @@ class Stenosis(Strict):
 class Evaluation(Strict):
     medical_history_reviewed: bool | None = None
     physical_exam_done: bool | None = None
-    imaging: list[Imaging] | None = Field(default=None, max_length=3)
+    imaging: list[Imaging] | None = F(default=None, max_length=3)
     labs_done: bool | None = None
 
 
 class Screening(Strict):
-    conservative_care_tried: list[ConservativeCare] | None = Field(default=None, max_length=4)
+    conservative_care_tried: list[ConservativeCare] | None = F(default=None, max_length=4)
     conservative_care_failed: bool | None = None
     severe_neurological_deficit: bool | None = None
     active_cancer: bool | None = None
@@ -103,18 +104,18 @@ class Patient(SQLModel, table=True):
 class PatientFields(Strict):
     """What a clinician may write about a patient."""
 
-    mrn: Line = Field(min_length=1, max_length=64)
+    mrn: Line = F(min_length=1, max_length=64)
     given_name: Name
     family_name: Name
     birth_date: date
     sex: Sex
-    postal_code: Line | None = Field(default=None, min_length=1, max_length=16)
+    postal_code: Line | None = F(default=None, min_length=1, max_length=16)
     timezone: TimeZoneName
     stenosis: Stenosis
-    comorbidities: list[Name] = Field(default_factory=list, max_length=50)
+    comorbidities: list[Name] = F(default_factory=list, max_length=50)
     smoker: bool = False
     research_consent: bool = False
-    screening: Screening = Field(default_factory=Screening)
+    screening: Screening = F(default_factory=Screening)
 
 
 class PatientCreate(PatientFields):
@@ -122,18 +123,32 @@ class PatientCreate(PatientFields):
 
 
 class PatientUpdate(Strict):
-    mrn: Line | None = Field(default=None, min_length=1, max_length=64)
+    mrn: Line | None = F(default=None, min_length=1, max_length=64)
     given_name: Name | None = None
     family_name: Name | None = None
     birth_date: date | None = None
     sex: Sex | None = None
-    postal_code: Line | None = Field(default=None, min_length=1, max_length=16)
+    postal_code: Line | None = F(default=None, min_length=1, max_length=16)
     timezone: TimeZoneName | None = None
     stenosis: Stenosis | None = None
-    comorbidities: list[Name] | None = Field(default=None, max_length=50)
+    comorbidities: list[Name] | None = F(default=None, max_length=50)
     smoker: bool | None = None
     research_consent: bool | None = None
     screening: Screening | None = None
+
+    _not_null = field_validator(
+        "mrn",
+        "given_name",
+        "family_name",
+        "birth_date",
+        "sex",
+        "timezone",
+        "stenosis",
+        "comorbidities",
+        "smoker",
+        "research_consent",
+        "screening",
+    )(not_null)
 
 
 class PatientPublic(PatientFields):
@@ -142,5 +157,21 @@ class PatientPublic(PatientFields):
     version: int
     created_at: datetime
     updated_at: datetime
-    progress_status: str = "pending"
-    open_alerts: int = 0
+
+
+class CandidacyStatus(StrEnum):
+    good_candidate = "good_candidate"
+    not_recommended = "not_recommended"
+    contraindicated = "contraindicated"
+    incomplete_evaluation = "incomplete_evaluation"
+
+
+class Reason(BaseModel):
+    code: str
+    message: str
+
+
+class Candidacy(BaseModel):
+    status: CandidacyStatus
+    reasons: list[Reason]
+    missing_evaluation: list[str]

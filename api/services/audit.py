@@ -29,6 +29,7 @@ class Audit:
     clinic_id: uuid.UUID | None = None
     resource_id: str | None = None
     patient_id: uuid.UUID | None = None
+    reason: str | None = None
     recorded: bool = False
 
     @property
@@ -71,6 +72,7 @@ class Audit:
                 status_code=status_code,
                 request_id=self.request_id,
                 ip=self.ip,
+                reason=self.reason,
             )
         )
         self.recorded = True

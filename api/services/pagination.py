@@ -5,7 +5,7 @@ import binascii
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from api.errors import FieldError, RuleViolation
 
@@ -27,6 +27,12 @@ class Cursor:
         if value.tzinfo is None:
             raise _bad_cursor()
         return value
+
+    def as_date(self) -> date:
+        try:
+            return date.fromisoformat(self.value)
+        except ValueError:
+            raise _bad_cursor() from None
 
     def key_uuid(self) -> uuid.UUID:
         try:

@@ -1,0 +1,99 @@
+"""Patients and their candidacy screening (clinicians and admins)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from api.db import SessionDep
+from api.deps import CLINICAL, AuditDep, IfMatchDep, PageDep, PatientDep, PrincipalDep
+from api.errors import problem_responses
+from api.services import patients
+from api.services.concurrency import etag
+from models.page import Page
+from models.patient import Candidacy, PatientCreate, PatientPublic, PatientUpdate
+
+router = APIRouter(prefix="/patients", tags=["patients"])
+
+
+@router.post(
+    "",
+    name="patient.create",
+    status_code=201,
+    dependencies=[CLINICAL],
+    responses=problem_responses(401, 403, 409, 422),
+)
+def create_patient(
+    body: PatientCreate,
+    response: Response,
+    session: SessionDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+) -> PatientPublic:
+    """Register a patient (an admin names the clinic; a clinician's own clinic is implied)."""
+    patient = patients.create(session, data=body, by=principal, audit=audit)
+    response.headers["ETag"] = etag(patient.version)
+    response.headers["Location"] = f"/v1/patients/{patient.id}"
+    return patient
+
+
+@router.get(
+    "", name="patient.list", dependencies=[CLINICAL], responses=problem_responses(401, 403, 422)
+)
+def list_patients(
+    session: SessionDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+    page: PageDep,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="Part of a name or MRN")
+    ] = None,
+) -> Page[PatientPublic]:
+    """List the clinic's patients (all clinics for an admin), optionally searching name or MRN."""
+    return patients.search(
+        session, principal=principal, audit=audit, limit=page.limit, cursor=page.cursor, q=q
+    )
+
+
+@router.get(
+    "/{patient_id}",
+    name="patient.read",
+    dependencies=[CLINICAL],
+    responses=problem_responses(401, 403, 404, 422),
+)
+def read_patient(
+    patient: PatientDep, response: Response, session: SessionDep, audit: AuditDep
+) -> PatientPublic:
+    """One patient, with an ETag for later updates."""
+    response.headers["ETag"] = etag(patient.version)
+    return patients.read(session, patient=patient, audit=audit)
+
+
+@router.patch(
+    "/{patient_id}",
+    name="patient.update",
+    dependencies=[CLINICAL],
+    responses=problem_responses(401, 403, 404, 409, 412, 422, 428),
+)
+def update_patient(
+    body: PatientUpdate,
+    patient: PatientDep,
+    if_match: IfMatchDep,
+    response: Response,
+    session: SessionDep,
+    audit: AuditDep,
+) -> PatientPublic:
+    """Change a patient's fields; send If-Match with the ETag you read."""
+    updated = patients.update(session, patient=patient, data=body, if_match=if_match, audit=audit)
+    response.headers["ETag"] = etag(updated.version)
+    return updated
+
+
+@router.get(
+    "/{patient_id}/candidacy",
+    name="patient.candidacy",
+    dependencies=[CLINICAL],
+    responses=problem_responses(401, 403, 404, 422),
+)
+def read_candidacy(patient: PatientDep, session: SessionDep, audit: AuditDep) -> Candidacy:
+    """Whether the patient is a candidate, with reasons and missing evaluation steps."""
+    return patients.assess_candidacy(session, patient=patient, audit=audit)

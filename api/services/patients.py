@@ -1,0 +1,183 @@
+"""Patients: registration, lookup, search and updates."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import and_, func, or_
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from api.errors import Conflict, FieldError, RuleViolation
+from api.services import candidacy
+from api.services.access import Principal
+from api.services.audit import Audit
+from api.services.concurrency import IfMatch
+from api.services.pagination import Cursor, decode_cursor, encode_cursor
+from models.base import utc_now
+from models.identity import Clinic
+from models.page import Page
+from models.patient import (
+    Candidacy,
+    Patient,
+    PatientCreate,
+    PatientPublic,
+    PatientUpdate,
+    Screening,
+)
+
+_TABLE_FIELDS = (
+    "mrn",
+    "given_name",
+    "family_name",
+    "birth_date",
+    "sex",
+    "postal_code",
+    "timezone",
+    "comorbidities",
+    "smoker",
+    "research_consent",
+)
+
+
+def to_public(patient: Patient) -> PatientPublic:
+    return PatientPublic(
+        id=patient.id,
+        clinic_id=patient.clinic_id,
+        version=patient.version,
+        created_at=patient.created_at,
+        updated_at=patient.updated_at,
+        stenosis={"region": patient.stenosis_region, "cause": patient.stenosis_cause},
+        screening=Screening.model_validate(patient.screening),
+        **{name: getattr(patient, name) for name in _TABLE_FIELDS},
+    )
+
+
+def _clinic_for(session: Session, principal: Principal, requested: uuid.UUID | None) -> uuid.UUID:
+    if principal.is_admin:
+        if requested is None:
+            raise RuleViolation(
+                "An admin names the patient's clinic",
+                errors=[FieldError("/clinic_id", "is required when an admin registers a patient")],
+            )
+        if session.get(Clinic, requested) is None:
+            raise RuleViolation(
+                "No such clinic", errors=[FieldError("/clinic_id", "must name an existing clinic")]
+            )
+        return requested
+    assert principal.clinic_id is not None
+    if requested is not None and requested != principal.clinic_id:
+        raise RuleViolation(
+            "Clinicians register patients in their own clinic",
+            errors=[FieldError("/clinic_id", "must be your own clinic, or left out")],
+        )
+    return principal.clinic_id
+
+
+def _flush_or_conflict(session: Session) -> None:
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict("A patient with this MRN already exists in the clinic") from None
+
+
+def create(session: Session, *, data: PatientCreate, by: Principal, audit: Audit) -> PatientPublic:
+    patient = Patient(
+        clinic_id=_clinic_for(session, by, data.clinic_id),
+        stenosis_region=data.stenosis.region,
+        stenosis_cause=data.stenosis.cause,
+        screening=data.screening.model_dump(mode="json", exclude_none=True),
+        **data.model_dump(include=set(_TABLE_FIELDS)),
+    )
+    session.add(patient)
+    _flush_or_conflict(session)
+    audit.record(session, status_code=201, resource_id=patient.id, patient_id=patient.id)
+    session.commit()
+    return to_public(patient)
+
+
+def read(session: Session, *, patient: Patient, audit: Audit) -> PatientPublic:
+    audit.record(session, resource_id=patient.id, patient_id=patient.id)
+    session.commit()
+    return to_public(patient)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search(
+    session: Session,
+    *,
+    principal: Principal,
+    audit: Audit,
+    limit: int,
+    cursor: str | None,
+    q: str | None,
+) -> Page[PatientPublic]:
+    query = select(Patient)
+    if not principal.is_admin:
+        query = query.where(Patient.clinic_id == principal.clinic_id)
+    if q:
+        pattern = f"%{_escape_like(q.lower())}%"
+        query = query.where(
+            or_(
+                *(
+                    func.lower(column).like(pattern, escape="\\")
+                    for column in (Patient.given_name, Patient.family_name, Patient.mrn)
+                )
+            )
+        )
+    after = decode_cursor(cursor)
+    if after is not None:
+        at, last = after.as_instant(), after.key_uuid()
+        query = query.where(
+            or_(
+                col(Patient.created_at) > at,
+                and_(col(Patient.created_at) == at, col(Patient.id) > last),
+            )
+        )
+    rows = list(
+        session.exec(query.order_by(col(Patient.created_at), col(Patient.id)).limit(limit + 1))
+    )
+    audit.record(session)
+    session.commit()
+    more, rows = len(rows) > limit, rows[:limit]
+    return Page[PatientPublic](
+        items=[to_public(p) for p in rows],
+        next_cursor=encode_cursor(Cursor.at_instant(rows[-1].created_at, str(rows[-1].id)))
+        if more
+        else None,
+    )
+
+
+def _apply(patient: Patient, changes: dict[str, Any], screening: dict[str, Any]) -> None:
+    if "stenosis" in changes:
+        stenosis = changes.pop("stenosis")
+        patient.stenosis_region, patient.stenosis_cause = stenosis["region"], stenosis["cause"]
+    if "screening" in changes:
+        changes.pop("screening")
+        patient.screening = {**patient.screening, **screening}
+    for name, value in changes.items():
+        setattr(patient, name, value)
+
+
+def update(
+    session: Session, *, patient: Patient, data: PatientUpdate, if_match: IfMatch, audit: Audit
+) -> PatientPublic:
+    locked = session.get_one(Patient, patient.id, with_for_update=True, populate_existing=True)
+    if_match.check(locked.version)
+    screening = data.screening.model_dump(mode="json", exclude_unset=True) if data.screening else {}
+    _apply(locked, data.model_dump(exclude_unset=True), screening)
+    locked.version += 1
+    locked.updated_at = utc_now()
+    _flush_or_conflict(session)
+    audit.record(session, resource_id=locked.id, patient_id=locked.id)
+    session.commit()
+    return to_public(locked)
+
+
+def assess_candidacy(session: Session, *, patient: Patient, audit: Audit) -> Candidacy:
+    audit.record(session, resource_id=patient.id, patient_id=patient.id)
+    session.commit()
+    return candidacy.assess(Screening.model_validate(patient.screening), patient.stenosis_cause)

@@ -1,0 +1,228 @@
+"""Procedures: recording, listing and correcting them, with the consistency rules enforced."""
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import and_, or_
+from sqlmodel import Session, col, select
+
+from api.errors import Conflict, FieldError, RuleViolation
+from api.services import candidacy, procedure_rules
+from api.services.access import Principal
+from api.services.audit import Audit
+from api.services.clock import today_in
+from api.services.concurrency import IfMatch
+from api.services.pagination import Cursor, decode_cursor, encode_cursor
+from models.base import utc_now
+from models.page import Page
+from models.patient import CandidacyStatus, Patient, Screening
+from models.procedure import (
+    Baseline,
+    Harvest,
+    HarvestMethod,
+    Injection,
+    Procedure,
+    ProcedureCreate,
+    ProcedurePublic,
+    ProcedureUpdate,
+    ProtocolRef,
+)
+from models.protocol import DEFAULT_PROTOCOL_ID, Protocol
+
+BASELINE_COLUMNS = {
+    "pain": "baseline_pain",
+    "leg_pain": "baseline_leg_pain",
+    "mobility": "baseline_mobility",
+    "odi": "baseline_odi",
+}
+
+
+def to_public(procedure: Procedure) -> ProcedurePublic:
+    values = {metric: getattr(procedure, column) for metric, column in BASELINE_COLUMNS.items()}
+    return ProcedurePublic(
+        id=procedure.id,
+        patient_id=procedure.patient_id,
+        performed_on=procedure.performed_on,
+        treatment=procedure.treatment,
+        cell_source=procedure.cell_source,
+        harvest=Harvest.model_validate(procedure.harvest) if procedure.harvest else None,
+        injections=[Injection.model_validate(i) for i in procedure.injections],
+        adjuncts=procedure.adjuncts,
+        baseline=Baseline(**values) if any(v is not None for v in values.values()) else None,
+        notes=procedure.notes,
+        protocol=ProtocolRef(id=procedure.protocol_id, version=procedure.protocol_version),
+        override_reason=procedure.override_reason,
+        version=procedure.version,
+        created_at=procedure.created_at,
+        updated_at=procedure.updated_at,
+    )
+
+
+def _protocol(session: Session, protocol_id: str | None) -> Protocol:
+    key = protocol_id or DEFAULT_PROTOCOL_ID
+    protocol = session.exec(
+        select(Protocol).where(Protocol.id == key).order_by(col(Protocol.version).desc())
+    ).first()
+    if protocol is None:
+        raise RuleViolation(
+            "No such protocol", errors=[FieldError("/protocol_id", f"no protocol '{key}'")]
+        )
+    return protocol
+
+
+def _normalised(injections: list[Injection]) -> list[Injection]:
+    return [
+        i.model_copy(update={"levels": [procedure_rules.normalise_level(v) for v in i.levels]})
+        for i in injections
+    ]
+
+
+def _check(patient: Patient, draft: procedure_rules.ProcedureDraft, *, override: bool) -> None:
+    errors = procedure_rules.violations(
+        draft, region=patient.stenosis_region, today=today_in(patient.timezone), override=override
+    )
+    if errors:
+        raise RuleViolation(
+            "The procedure breaks a consistency rule: " + errors[0].message, errors=errors
+        )
+
+
+def _draft(
+    performed_on: date,
+    data: ProcedureCreate | Procedure,
+    harvest: Harvest | None,
+    injections: list[Injection],
+) -> procedure_rules.ProcedureDraft:
+    return procedure_rules.ProcedureDraft(
+        performed_on=performed_on,
+        treatment=data.treatment,
+        cell_source=data.cell_source,
+        harvest_method=harvest.method if harvest else HarvestMethod.none,
+        injections=injections,
+    )
+
+
+def _check_candidacy(patient: Patient, data: ProcedureCreate, audit: Audit) -> None:
+    result = candidacy.assess(Screening.model_validate(patient.screening), patient.stenosis_cause)
+    if result.status != CandidacyStatus.contraindicated:
+        return
+    if not data.override_reason:
+        reasons = "; ".join(r.message for r in result.reasons)
+        raise Conflict(
+            f"The patient is contraindicated ({reasons}); give override_reason to record the procedure anyway"
+        )
+    audit.reason = "contraindication_override"
+
+
+def record(
+    session: Session, *, patient: Patient, data: ProcedureCreate, by: Principal, audit: Audit
+) -> ProcedurePublic:
+    injections = _normalised(data.injections)
+    _check(
+        patient,
+        _draft(data.performed_on, data, data.harvest, injections),
+        override=bool(data.override_reason),
+    )
+    protocol = _protocol(session, data.protocol_id)
+    _check_candidacy(patient, data, audit)
+    procedure = Procedure(
+        patient_id=patient.id,
+        performed_on=data.performed_on,
+        treatment=data.treatment,
+        cell_source=data.cell_source,
+        harvest=data.harvest.model_dump(mode="json") if data.harvest else None,
+        injections=[i.model_dump(mode="json") for i in injections],
+        adjuncts=[a.value for a in data.adjuncts],
+        protocol_id=protocol.id,
+        protocol_version=protocol.version,
+        notes=data.notes,
+        override_reason=data.override_reason,
+        created_by_id=by.user_id,
+        **_baseline_columns(data.baseline),
+    )
+    session.add(procedure)
+    audit.record(session, status_code=201, resource_id=procedure.id, patient_id=patient.id)
+    session.commit()
+    return to_public(procedure)
+
+
+def _baseline_columns(baseline: Baseline | None) -> dict[str, float | None]:
+    values = baseline.model_dump() if baseline else {}
+    return {column: values.get(metric) for metric, column in BASELINE_COLUMNS.items()}
+
+
+def read(session: Session, *, procedure: Procedure, audit: Audit) -> ProcedurePublic:
+    audit.record(session, resource_id=procedure.id, patient_id=procedure.patient_id)
+    session.commit()
+    return to_public(procedure)
+
+
+def list_for(
+    session: Session, *, patient: Patient, audit: Audit, limit: int, cursor: str | None
+) -> Page[ProcedurePublic]:
+    query = select(Procedure).where(Procedure.patient_id == patient.id)
+    after = decode_cursor(cursor)
+    if after is not None:
+        on, last = after.as_date(), after.key_uuid()
+        query = query.where(
+            or_(
+                col(Procedure.performed_on) > on,
+                and_(col(Procedure.performed_on) == on, col(Procedure.id) > last),
+            )
+        )
+    rows = list(
+        session.exec(
+            query.order_by(col(Procedure.performed_on), col(Procedure.id)).limit(limit + 1)
+        )
+    )
+    audit.record(session, patient_id=patient.id)
+    session.commit()
+    more, rows = len(rows) > limit, rows[:limit]
+    last_row = rows[-1] if rows else None
+    next_cursor = (
+        encode_cursor(Cursor(value=last_row.performed_on.isoformat(), key=str(last_row.id)))
+        if more and last_row
+        else None
+    )
+    return Page[ProcedurePublic](items=[to_public(p) for p in rows], next_cursor=next_cursor)
+
+
+def _apply(procedure: Procedure, changes: dict[str, Any], data: ProcedureUpdate) -> None:
+    if "harvest" in changes:
+        procedure.harvest = data.harvest.model_dump(mode="json") if data.harvest else None
+    if "injections" in changes and data.injections is not None:
+        procedure.injections = [i.model_dump(mode="json") for i in _normalised(data.injections)]
+    if "adjuncts" in changes and data.adjuncts is not None:
+        procedure.adjuncts = [a.value for a in data.adjuncts]
+    if "baseline" in changes:
+        for column, value in _baseline_columns(data.baseline).items():
+            setattr(procedure, column, value)
+    for name in ("performed_on", "treatment", "cell_source", "notes", "override_reason"):
+        if name in changes:
+            setattr(procedure, name, changes[name])
+
+
+def update(
+    session: Session,
+    *,
+    patient: Patient,
+    procedure: Procedure,
+    data: ProcedureUpdate,
+    if_match: IfMatch,
+    audit: Audit,
+) -> ProcedurePublic:
+    locked = session.get_one(Procedure, procedure.id, with_for_update=True, populate_existing=True)
+    if_match.check(locked.version)
+    _apply(locked, data.model_dump(exclude_unset=True), data)
+    harvest = Harvest.model_validate(locked.harvest) if locked.harvest else None
+    injections = [Injection.model_validate(i) for i in locked.injections]
+    _check(
+        patient,
+        _draft(locked.performed_on, locked, harvest, injections),
+        override=bool(locked.override_reason),
+    )
+    locked.version += 1
+    locked.updated_at = utc_now()
+    audit.record(session, resource_id=locked.id, patient_id=patient.id)
+    session.commit()
+    return to_public(locked)
