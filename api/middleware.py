@@ -43,12 +43,10 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            # The route template, never the concrete path or query: `q` may hold a name.
-            path = getattr(route, "path", "<unmatched>")
+            # The path holds only opaque ids; the query string is left out (`q` may hold a name).
             logger.info(
                 "%s %s %s %.1fms request_id=%s",
-                scope["method"],
+                method,
                 path,
                 status["code"],
                 (time.perf_counter() - started) * 1000,
