@@ -23,6 +23,7 @@ from api.services.concurrency import IfMatch
 from models.identity import Role
 from models.patient import Patient
 from models.procedure import AdverseEvent, Procedure
+from models.symptom_log import Alert, SymptomLog
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
@@ -105,6 +106,57 @@ def load_patient(
 
 
 PatientDep = Annotated[Patient, Depends(load_patient)]
+
+
+def load_me(session: SessionDep, principal: PrincipalDep, audit: AuditDep) -> Patient:
+    """The patient a patient token belongs to."""
+    if principal.patient_id is None:
+        raise Forbidden("Only a patient's app token can use /v1/me")
+    audit.target(patient_id=principal.patient_id)
+    return session.get_one(Patient, principal.patient_id)
+
+
+MeDep = Annotated[Patient, Depends(load_me)]
+
+
+def load_symptom_log(
+    log_id: uuid.UUID, patient: PatientDep, session: SessionDep, audit: AuditDep
+) -> SymptomLog:
+    audit.target(resource_id=log_id)
+    log = session.get(SymptomLog, log_id)
+    if log is None or log.patient_id != patient.id:
+        raise NotFound("Symptom log not found")
+    return log
+
+
+SymptomLogDep = Annotated[SymptomLog, Depends(load_symptom_log)]
+
+
+def load_my_symptom_log(
+    log_id: uuid.UUID, me: MeDep, session: SessionDep, audit: AuditDep
+) -> SymptomLog:
+    audit.target(resource_id=log_id)
+    log = session.get(SymptomLog, log_id)
+    if log is None or log.patient_id != me.id:
+        raise NotFound("Symptom log not found")
+    return log
+
+
+MySymptomLogDep = Annotated[SymptomLog, Depends(load_my_symptom_log)]
+
+
+def load_alert(
+    alert_id: uuid.UUID, session: SessionDep, principal: PrincipalDep, audit: AuditDep
+) -> Alert:
+    audit.target(resource_id=alert_id)
+    alert = session.get(Alert, alert_id)
+    if alert is None or not principal.sees_patient(alert.patient_id, alert.clinic_id):
+        raise NotFound("Alert not found")
+    audit.target(patient_id=alert.patient_id)
+    return alert
+
+
+AlertDep = Annotated[Alert, Depends(load_alert)]
 
 
 def load_procedure(

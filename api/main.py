@@ -11,7 +11,18 @@ from api import handlers
 from api.config import Settings, get_settings
 from api.db import Database
 from api.middleware import BodyLimit, RequestContext
-from api.routes import audit, auth, enrolment, health, identity, patients, procedures
+from api.routes import (
+    alerts,
+    audit,
+    auth,
+    enrolment,
+    health,
+    identity,
+    me,
+    patients,
+    procedures,
+    symptom_logs,
+)
 
 API_PREFIX = "/v1"
 DESCRIPTION = """Recovery tracking for regenerative spine procedures.
@@ -28,7 +39,17 @@ def _operation_id(route: APIRoute) -> str:
 
 def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
-    for module in (auth, identity, patients, procedures, enrolment, audit):
+    for module in (
+        auth,
+        identity,
+        patients,
+        procedures,
+        symptom_logs,
+        me,
+        alerts,
+        enrolment,
+        audit,
+    ):
         router.include_router(module.router)
     return router
 

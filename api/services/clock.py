@@ -1,5 +1,9 @@
-"""Calendar dates in a patient's own time zone."""
+"""The procedure clock (CLINICAL.md §The clock): calendar dates in a patient's own time zone and
+days since the index procedure. Pure functions."""
 
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -8,3 +12,33 @@ from models.base import utc_now
 
 def today_in(timezone: str, *, now: datetime | None = None) -> date:
     return (now or utc_now()).astimezone(ZoneInfo(timezone)).date()
+
+
+def local_date(instant: datetime, timezone: str) -> date:
+    """The calendar date of an instant in a zone: DST and travel shift the clock, not the day."""
+    return instant.astimezone(ZoneInfo(timezone)).date()
+
+
+def utc_offset_minutes(instant: datetime) -> int:
+    offset = instant.utcoffset()
+    return int(offset.total_seconds() // 60) if offset is not None else 0
+
+
+@dataclass(frozen=True)
+class ProcedureDate:
+    id: uuid.UUID
+    performed_on: date
+
+
+def index_procedure(
+    procedures: Sequence[ProcedureDate], on: date
+) -> tuple[uuid.UUID | None, int | None]:
+    """The latest procedure on or before `on` (the first one for earlier dates), and the day."""
+    if not procedures:
+        return None, None
+    ordered = sorted(procedures, key=lambda p: (p.performed_on, str(p.id)))
+    chosen = ordered[0]
+    for procedure in ordered:
+        if procedure.performed_on <= on:
+            chosen = procedure
+    return chosen.id, (on - chosen.performed_on).days

@@ -1,0 +1,65 @@
+"""Clinic alerts raised by check-ins: list, acknowledge, resolve (clinicians and admins)."""
+
+import uuid
+
+from fastapi import APIRouter
+
+from api.db import SessionDep
+from api.deps import CLINICAL, AlertDep, AuditDep, PageDep, PrincipalDep
+from api.errors import problem_responses
+from api.services import alerts
+from models.page import Page
+from models.symptom_log import AlertKind, AlertNote, AlertPublic, AlertStatus
+
+router = APIRouter(prefix="/alerts", tags=["alerts"])
+
+
+@router.get(
+    "", name="alert.list", dependencies=[CLINICAL], responses=problem_responses(401, 403, 422)
+)
+def list_alerts(
+    session: SessionDep,
+    principal: PrincipalDep,
+    audit: AuditDep,
+    page: PageDep,
+    status: AlertStatus | None = None,
+    kind: AlertKind | None = None,
+    patient_id: uuid.UUID | None = None,
+) -> Page[AlertPublic]:
+    """The clinic's alerts, newest first."""
+    return alerts.list_alerts(
+        session,
+        principal=principal,
+        audit=audit,
+        limit=page.limit,
+        cursor=page.cursor,
+        status=status,
+        kind=kind,
+        patient_id=patient_id,
+    )
+
+
+@router.post(
+    "/{alert_id}/acknowledge",
+    name="alert.acknowledge",
+    dependencies=[CLINICAL],
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def acknowledge(
+    body: AlertNote, alert: AlertDep, principal: PrincipalDep, session: SessionDep, audit: AuditDep
+) -> AlertPublic:
+    """Acknowledge an alert: someone is on it."""
+    return alerts.acknowledge(session, alert=alert, by=principal, note=body.note, audit=audit)
+
+
+@router.post(
+    "/{alert_id}/resolve",
+    name="alert.resolve",
+    dependencies=[CLINICAL],
+    responses=problem_responses(401, 403, 404, 422),
+)
+def resolve(
+    body: AlertNote, alert: AlertDep, principal: PrincipalDep, session: SessionDep, audit: AuditDep
+) -> AlertPublic:
+    """Resolve an alert, with an optional note."""
+    return alerts.resolve(session, alert=alert, by=principal, note=body.note, audit=audit)

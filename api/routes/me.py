@@ -1,0 +1,126 @@
+"""The patient app's own routes: check-ins, their sync, corrections and the schedule."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from api.db import SessionDep
+from api.deps import PATIENT, AuditDep, MeDep, MySymptomLogDep, PageDep, PrincipalDep
+from api.errors import problem_responses
+from api.routes.symptom_logs import answer_batch, answer_correction, answer_single
+from api.services import check_ins, symptom_logs
+from models.page import Page
+from models.symptom_log import (
+    BatchIn,
+    BatchResult,
+    CorrectionIn,
+    LogSource,
+    SymptomLogIn,
+    SymptomLogPublic,
+)
+
+router = APIRouter(prefix="/me", tags=["patient app"])
+
+
+@router.post(
+    "/symptom-logs",
+    name="symptom_log.create_own",
+    status_code=201,
+    dependencies=[PATIENT],
+    responses=problem_responses(401, 403, 409, 422)
+    | {200: {"description": "A replay: the stored log"}},
+)
+def post_log(
+    body: SymptomLogIn,
+    me: MeDep,
+    principal: PrincipalDep,
+    response: Response,
+    session: SessionDep,
+    audit: AuditDep,
+) -> SymptomLogPublic:
+    """Record a check-in; resending the same client_id returns the stored log (200)."""
+    return answer_single(
+        session,
+        patient=me,
+        body=body,
+        source=LogSource.app,
+        by=principal.user_id,
+        audit=audit,
+        response=response,
+    )
+
+
+@router.post(
+    "/symptom-logs/batch",
+    name="symptom_log.batch_own",
+    dependencies=[PATIENT],
+    responses=problem_responses(401, 403, 413, 422),
+)
+def post_batch(
+    body: BatchIn, me: MeDep, principal: PrincipalDep, session: SessionDep, audit: AuditDep
+) -> BatchResult:
+    """Upload up to 500 check-ins kept offline; each is created, a duplicate, or rejected."""
+    return answer_batch(session, patient=me, body=body, by=principal.user_id, audit=audit)
+
+
+@router.get(
+    "/symptom-logs",
+    name="symptom_log.sync_own",
+    dependencies=[PATIENT],
+    responses=problem_responses(401, 403, 422),
+)
+def sync_logs(
+    me: MeDep,
+    session: SessionDep,
+    audit: AuditDep,
+    page: PageDep,
+    since: Annotated[
+        datetime | None, Query(description="Watermark: logs received after this instant")
+    ] = None,
+) -> Page[SymptomLogPublic]:
+    """Everything received since a watermark (corrections included), oldest first."""
+    items, next_cursor = symptom_logs.sync_page(
+        session, patient=me, since=since, limit=page.limit, cursor=page.cursor, audit=audit
+    )
+    return Page[SymptomLogPublic](items=items, next_cursor=next_cursor)
+
+
+@router.post(
+    "/symptom-logs/{log_id}/corrections",
+    name="symptom_log.correct_own",
+    status_code=201,
+    dependencies=[PATIENT],
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def correct_log(
+    body: CorrectionIn,
+    me: MeDep,
+    original: MySymptomLogDep,
+    principal: PrincipalDep,
+    response: Response,
+    session: SessionDep,
+    audit: AuditDep,
+) -> SymptomLogPublic:
+    """Correct one of your check-ins; the original stays readable and is superseded."""
+    return answer_correction(
+        session,
+        patient=me,
+        original=original,
+        body=body,
+        source=LogSource.app,
+        by=principal.user_id,
+        audit=audit,
+        response=response,
+    )
+
+
+@router.get(
+    "/check-ins",
+    name="check_in.schedule_own",
+    dependencies=[PATIENT],
+    responses=problem_responses(401, 403),
+)
+def read_check_ins(me: MeDep, session: SessionDep, audit: AuditDep) -> check_ins.CheckInSchedule:
+    """When the next check-in is due, and the whole schedule on the procedure clock."""
+    return check_ins.schedule_for(session, patient=me, audit=audit)

@@ -1,0 +1,244 @@
+"""Clinic alerts: raised in the same transaction as the log that causes them, one open alert per
+patient and kind (a repeat bumps the open one), listed, acknowledged and resolved."""
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, or_
+from sqlmodel import Session, col, select
+
+from api.errors import Conflict
+from api.services import baseline as baseline_rules
+from api.services import protocols
+from api.services.access import Principal
+from api.services.audit import Audit
+from api.services.clock import ProcedureDate, index_procedure
+from api.services.pagination import Cursor, decode_cursor, encode_cursor
+from models.base import utc_now
+from models.page import Page
+from models.patient import Patient
+from models.procedure import Procedure
+from models.symptom_log import Alert, AlertKind, AlertPublic, AlertStatus, SymptomLog
+
+
+def raise_alert(
+    session: Session,
+    *,
+    patient: Patient,
+    kind: AlertKind,
+    log_id: uuid.UUID | None,
+    details: dict[str, Any],
+) -> Alert:
+    """Open an alert, or bump the open one of this kind (the caller holds the patient's lock)."""
+    now = utc_now()
+    alert = session.exec(
+        select(Alert).where(
+            Alert.patient_id == patient.id, Alert.kind == kind, Alert.status == AlertStatus.open
+        )
+    ).first()
+    if alert is None:
+        alert = Alert(
+            patient_id=patient.id,
+            clinic_id=patient.clinic_id,
+            kind=kind,
+            status=AlertStatus.open,
+            raised_at=now,
+            last_raised_at=now,
+            log_id=log_id,
+            details=details,
+        )
+    else:
+        alert.occurrences += 1
+        alert.last_raised_at = now
+        alert.log_id = log_id
+        alert.details = _merge(alert.details, details)
+        alert.version += 1
+    session.add(alert)
+    return alert
+
+
+def _merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(old)
+    for key, value in new.items():
+        if isinstance(value, list) and isinstance(merged.get(key), list):
+            merged[key] = sorted(set(merged[key]) | set(value))
+        else:
+            merged[key] = value
+    return merged
+
+
+def check_new_logs(
+    session: Session,
+    *,
+    patient: Patient,
+    new_logs: Sequence[SymptomLog],
+    effective: Sequence[SymptomLog],
+    procedures: Sequence[Procedure],
+) -> list[Alert]:
+    raised = []
+    flagged = [log for log in new_logs if log.red_flags]
+    if flagged:
+        flags = sorted({flag for log in flagged for flag in log.red_flags})
+        raised.append(
+            raise_alert(
+                session,
+                patient=patient,
+                kind=AlertKind.red_flag,
+                log_id=flagged[-1].id,
+                details={"red_flags": flags},
+            )
+        )
+    if worsening := _worsening(session, new_logs, effective, procedures):
+        raised.append(
+            raise_alert(
+                session, patient=patient, kind=AlertKind.worsening, log_id=worsening, details={}
+            )
+        )
+    return raised
+
+
+def _worsening(
+    session: Session,
+    new_logs: Sequence[SymptomLog],
+    effective: Sequence[SymptomLog],
+    procedures: Sequence[Procedure],
+) -> uuid.UUID | None:
+    """Two consecutive logs after day 14 both with pain >= baseline + 2 (CLINICAL.md)."""
+    dates = [ProcedureDate(p.id, p.performed_on) for p in procedures]
+    new_ids = {log.id for log in new_logs}
+    for procedure in procedures:
+        rules = protocols.rules(session, procedure.protocol_id, procedure.protocol_version)
+        rule = rules["worsening"]
+        points = _points_for(procedure, effective, dates)
+        base = baseline_rules.compute(_explicit(procedure), [p for _, p in points], rules)
+        if base is None or base["pain"] is None:
+            continue
+        threshold = base["pain"] + rule["rise_points"]
+        late = [(log, point) for log, point in points if point.day > rule["after_day"]]
+        for (a, pa), (b, pb) in zip(late, late[1:], strict=False):
+            if (
+                (a.id in new_ids or b.id in new_ids)
+                and pa.pain >= threshold
+                and pb.pain >= threshold
+            ):
+                return b.id
+    return None
+
+
+def _explicit(procedure: Procedure) -> dict[str, float | None]:
+    return {
+        "pain": procedure.baseline_pain,
+        "leg_pain": procedure.baseline_leg_pain,
+        "mobility": procedure.baseline_mobility,
+        "odi": procedure.baseline_odi,
+    }
+
+
+def _points_for(
+    procedure: Procedure, logs: Sequence[SymptomLog], dates: list[ProcedureDate]
+) -> list[tuple[SymptomLog, baseline_rules.LogPoint]]:
+    """Logs on this procedure's clock: its own (index procedure) logs, plus earlier ones for the baseline."""
+    points = []
+    for log in sorted(logs, key=lambda item: (item.recorded_at, str(item.id))):
+        index_id, _ = index_procedure(dates, log.local_date)
+        day = (log.local_date - procedure.performed_on).days
+        if index_id == procedure.id or day < 0:
+            points.append(
+                (
+                    log,
+                    baseline_rules.LogPoint(
+                        day=day,
+                        pain=log.pain,
+                        leg_pain=log.leg_pain,
+                        mobility=log.mobility,
+                        odi=log.odi,
+                    ),
+                )
+            )
+    return points
+
+
+def to_public(alert: Alert) -> AlertPublic:
+    return AlertPublic.model_validate(alert, from_attributes=True)
+
+
+def list_alerts(
+    session: Session,
+    *,
+    principal: Principal,
+    audit: Audit,
+    limit: int,
+    cursor: str | None,
+    status: AlertStatus | None,
+    kind: AlertKind | None,
+    patient_id: uuid.UUID | None,
+) -> Page[AlertPublic]:
+    query = select(Alert)
+    if not principal.is_admin:
+        query = query.where(Alert.clinic_id == principal.clinic_id)
+    for column, value in (
+        (Alert.status, status),
+        (Alert.kind, kind),
+        (Alert.patient_id, patient_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    after = decode_cursor(cursor)
+    if after is not None:
+        at, last = after.as_instant(), after.key_uuid()
+        query = query.where(
+            or_(col(Alert.raised_at) < at, and_(col(Alert.raised_at) == at, col(Alert.id) < last))
+        )
+    rows = list(
+        session.exec(
+            query.order_by(col(Alert.raised_at).desc(), col(Alert.id).desc()).limit(limit + 1)
+        )
+    )
+    audit.record(session, patient_id=patient_id)
+    session.commit()
+    more, rows = len(rows) > limit, rows[:limit]
+    next_cursor = (
+        encode_cursor(Cursor.at_instant(rows[-1].raised_at, str(rows[-1].id))) if more else None
+    )
+    return Page[AlertPublic](items=[to_public(a) for a in rows], next_cursor=next_cursor)
+
+
+def acknowledge(
+    session: Session, *, alert: Alert, by: Principal, note: str | None, audit: Audit
+) -> AlertPublic:
+    locked = session.get_one(Alert, alert.id, with_for_update=True, populate_existing=True)
+    if locked.status == AlertStatus.resolved:
+        raise Conflict("The alert is already resolved")
+    if locked.status == AlertStatus.open:
+        locked.status, locked.acknowledged_at, locked.acknowledged_by_id = (
+            AlertStatus.acknowledged,
+            utc_now(),
+            by.user_id,
+        )
+        locked.version += 1
+    if note:
+        locked.resolution_note = note
+    audit.record(session, resource_id=locked.id, patient_id=locked.patient_id)
+    session.commit()
+    return to_public(locked)
+
+
+def resolve(
+    session: Session, *, alert: Alert, by: Principal, note: str | None, audit: Audit
+) -> AlertPublic:
+    locked = session.get_one(Alert, alert.id, with_for_update=True, populate_existing=True)
+    if locked.status != AlertStatus.resolved:
+        now = utc_now()
+        locked.acknowledged_at = locked.acknowledged_at or now
+        locked.acknowledged_by_id = locked.acknowledged_by_id or by.user_id
+        locked.status, locked.resolved_at, locked.resolved_by_id = (
+            AlertStatus.resolved,
+            now,
+            by.user_id,
+        )
+        locked.resolution_note = note or locked.resolution_note
+        locked.version += 1
+    audit.record(session, resource_id=locked.id, patient_id=locked.patient_id)
+    session.commit()
+    return to_public(locked)
