@@ -1,6 +1,5 @@
 """The `recovery-tracker` command: serve, migrate, create-admin."""
 
-import sys
 from typing import Annotated
 
 import typer
@@ -118,4 +117,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -84,7 +84,8 @@ class RoleGuard:
 
 
 def allow(*roles: Role) -> DependsParam:
-    return Depends(RoleGuard(roles))
+    guard: DependsParam = Depends(RoleGuard(roles))
+    return guard
 
 
 ANY_ROLE = allow(Role.admin, Role.clinician, Role.researcher, Role.patient)
@@ -203,7 +204,7 @@ IfMatchDep = Annotated[IfMatch, Depends(get_if_match)]
 class PageParams:
     def __init__(
         self,
-        limit: Annotated[int, Query(ge=1, le=500, description="Page size (1–500)")] = 50,
+        limit: Annotated[int, Query(ge=1, le=500, description="Page size (1 to 500)")] = 50,
         cursor: Annotated[
             str | None, Query(max_length=512, description="`next_cursor` of the previous page")
         ] = None,

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from api.db import Database
-from api.errors import PROBLEM_JSON, DomainError, FieldError, problem_body
+from api.errors import PROBLEM_JSON, ContentTooLarge, DomainError, FieldError, problem_body
 from api.services.audit import Audit, record_refusal
 
 logger = logging.getLogger("recovery_tracker.errors")
@@ -92,7 +92,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
         request,
         status=exc.status_code,
         detail=detail,
-        slug=f"http-{exc.status_code}",
+        # A 413 is the same problem whether the body was announced or streamed (api/middleware.py).
+        slug=ContentTooLarge.slug if exc.status_code == 413 else f"http-{exc.status_code}",
         headers=dict(exc.headers) if exc.headers else None,
     )
 
@@ -114,7 +115,11 @@ def _pointer(loc: tuple[Any, ...]) -> str:
 async def validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        FieldError(_pointer(tuple(e.get("loc", ()))), str(e.get("msg", "invalid")))
+        # Unparseable JSON: its loc holds a character offset, not a path; the whole body is at fault.
+        FieldError(
+            "" if e.get("type") == "json_invalid" else _pointer(tuple(e.get("loc", ()))),
+            str(e.get("msg", "invalid")),
+        )
         for e in exc.errors()
     ]
     fields = ", ".join(sorted({e.pointer or "body" for e in errors}))

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,6 +55,14 @@ class RequestContext:
             )
 
 
+class BodyTooLarge(HTTPException):
+    """A streamed body passed the limit. Raised from receive(), so it must be an HTTPException:
+    FastAPI re-raises those from its body parsing but turns any other exception into a 400."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=413, detail=detail)
+
+
 class BodyLimit:
     """Refuse request bodies over the limit with 413, whether announced or streamed."""
 
@@ -88,7 +97,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise ContentTooLarge(self._detail())
+                    raise BodyTooLarge(self._detail())
             return message
 
         await self.app(scope, limited_receive, send)

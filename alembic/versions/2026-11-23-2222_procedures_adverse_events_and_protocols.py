@@ -7,12 +7,11 @@ Create Date: 2026-11-23 22:22:38.982549
 """
 
 from collections.abc import Sequence
-
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from alembic import op
 
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "095f148467d0"

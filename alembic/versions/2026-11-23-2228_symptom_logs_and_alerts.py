@@ -9,8 +9,8 @@ Create Date: 2026-11-23 22:28:02.057651
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "a9a14aa21738"

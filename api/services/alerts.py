@@ -1,6 +1,7 @@
 """Clinic alerts: raised in the same transaction as the log that causes them, one open alert per
 patient and kind (a repeat bumps the open one), listed, acknowledged and resolved."""
 
+import itertools
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -116,7 +117,7 @@ def _worsening(
             continue
         threshold = base["pain"] + rule["rise_points"]
         late = [(log, point) for log, point in points if point.day > rule["after_day"]]
-        for (a, pa), (b, pb) in zip(late, late[1:], strict=False):
+        for (a, pa), (b, pb) in itertools.pairwise(late):
             if (
                 (a.id in new_ids or b.id in new_ids)
                 and pa.pain >= threshold

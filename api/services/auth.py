@@ -156,7 +156,7 @@ def refresh(session: Session, *, settings: Settings, refresh_token: str, audit: 
         update(AuthToken)
         .where(col(AuthToken.id) == token.id, col(AuthToken.used_at).is_(None))
         .values(used_at=now)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]
     if claimed != 1:
         _revoke(session, family_id=family.id, reason="refresh_reuse", now=now)
         audit.record(

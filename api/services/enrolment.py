@@ -61,7 +61,7 @@ def enrol(
             update(EnrolmentCode)
             .where(col(EnrolmentCode.id) == row.id, col(EnrolmentCode.used_at).is_(None))
             .values(used_at=now)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
         == 1
     )
     if row is None or not claimed:

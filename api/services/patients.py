@@ -157,7 +157,12 @@ def _apply(patient: Patient, changes: dict[str, Any], screening: dict[str, Any])
         patient.stenosis_region, patient.stenosis_cause = stenosis["region"], stenosis["cause"]
     if "screening" in changes:
         changes.pop("screening")
-        patient.screening = {**patient.screening, **screening}
+        merged = {**patient.screening, **screening}
+        # The evaluation is merged too: sending one step keeps the steps already recorded.
+        stored_evaluation = patient.screening.get("evaluation")
+        if isinstance(stored_evaluation, dict) and isinstance(screening.get("evaluation"), dict):
+            merged["evaluation"] = {**stored_evaluation, **screening["evaluation"]}
+        patient.screening = merged
     for name, value in changes.items():
         setattr(patient, name, value)
 

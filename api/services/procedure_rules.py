@@ -4,6 +4,7 @@ Each broken rule becomes a FieldError that points at the offending field and say
 plain words.
 """
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -18,7 +19,7 @@ VERTEBRAE: list[str] = (
     + [f"L{i}" for i in range(1, 6)]
     + ["S1"]
 )
-_NEXT = {upper: lower for upper, lower in zip(VERTEBRAE, VERTEBRAE[1:], strict=False)}
+_NEXT = dict(itertools.pairwise(VERTEBRAE))
 _LEVEL = re.compile(r"^([CTLS]\d{1,2})-([CTLS]\d{1,2})$")
 # Junctional levels belong to both regions they join.
 REGION_PREFIXES = {
@@ -55,12 +56,12 @@ class ProcedureDraft:
 
 
 def normalise_level(level: str) -> str:
-    return level.strip().upper().replace("–", "-")
+    return level.strip().upper().replace("\N{EN DASH}", "-")
 
 
 def is_adjacent_level(level: str) -> bool:
     match = _LEVEL.match(level)
-    return bool(match) and _NEXT.get(match.group(1)) == match.group(2)
+    return match is not None and _NEXT.get(match.group(1)) == match.group(2)
 
 
 def level_in_region(level: str, region: StenosisRegion) -> bool:

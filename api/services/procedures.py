@@ -138,8 +138,9 @@ def record(
         notes=data.notes,
         override_reason=data.override_reason,
         created_by_id=by.user_id,
-        **_baseline_columns(data.baseline),
     )
+    for column, value in _baseline_columns(data.baseline).items():
+        setattr(procedure, column, value)
     session.add(procedure)
     audit.record(session, status_code=201, resource_id=procedure.id, patient_id=patient.id)
     session.commit()

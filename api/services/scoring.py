@@ -8,7 +8,7 @@ class TooManyUnanswered(ValueError):
 
 
 def oswestry(answers: Sequence[int | None]) -> float:
-    """`sum / (5 × answered) × 100`, one decimal; at most one section may be unanswered."""
+    """`sum / (5 * answered) * 100`, one decimal; at most one section may be unanswered."""
     answered = [a for a in answers if a is not None]
     if len(answers) - len(answered) > 1:
         raise TooManyUnanswered("at most one of the ten Oswestry sections may be unanswered")
