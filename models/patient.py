@@ -47,6 +47,15 @@ class Imaging(StrEnum):
     xray = "xray"
 
 
+class ProgressStatus(StrEnum):
+    pending = "pending"
+    on_track = "on_track"
+    behind = "behind"
+    met = "met"
+    not_met = "not_met"
+    insufficient_data = "insufficient_data"
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -157,6 +166,8 @@ class PatientPublic(PatientFields):
     version: int
     created_at: datetime
     updated_at: datetime
+    progress_status: ProgressStatus = ProgressStatus.pending
+    open_alerts: int = 0
 
 
 class CandidacyStatus(StrEnum):

@@ -9,8 +9,9 @@ from api.db import SessionDep
 from api.deps import PATIENT, AuditDep, MeDep, MySymptomLogDep, PageDep, PrincipalDep
 from api.errors import problem_responses
 from api.routes.symptom_logs import answer_batch, answer_correction, answer_single
-from api.services import check_ins, symptom_logs
+from api.services import check_ins, progress, symptom_logs
 from models.page import Page
+from models.progress import Progress
 from models.symptom_log import (
     BatchIn,
     BatchResult,
@@ -124,3 +125,14 @@ def correct_log(
 def read_check_ins(me: MeDep, session: SessionDep, audit: AuditDep) -> check_ins.CheckInSchedule:
     """When the next check-in is due, and the whole schedule on the procedure clock."""
     return check_ins.schedule_for(session, patient=me, audit=audit)
+
+
+@router.get(
+    "/progress",
+    name="progress.read_own",
+    dependencies=[PATIENT],
+    responses=problem_responses(401, 403),
+)
+def read_progress(me: MeDep, session: SessionDep, audit: AuditDep) -> Progress:
+    """Your progress against the milestones of your latest procedure, compared with your own baseline."""
+    return progress.for_patient(session, patient=me, procedure_id=None, as_of=None, audit=audit)

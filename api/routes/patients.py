@@ -1,5 +1,7 @@
 """Patients and their candidacy screening (clinicians and admins)."""
 
+import uuid
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -7,10 +9,11 @@ from fastapi import APIRouter, Query, Response
 from api.db import SessionDep
 from api.deps import CLINICAL, AuditDep, IfMatchDep, PageDep, PatientDep, PrincipalDep
 from api.errors import problem_responses
-from api.services import patients
+from api.services import patients, progress
 from api.services.concurrency import etag
 from models.page import Page
-from models.patient import Candidacy, PatientCreate, PatientPublic, PatientUpdate
+from models.patient import Candidacy, PatientCreate, PatientPublic, PatientUpdate, ProgressStatus
+from models.progress import Progress
 
 router = APIRouter(prefix="/patients", tags=["patients"])
 
@@ -47,10 +50,19 @@ def list_patients(
     q: Annotated[
         str | None, Query(min_length=1, max_length=100, description="Part of a name or MRN")
     ] = None,
+    progress_status: Annotated[
+        ProgressStatus | None, Query(description="Status of the patient's current milestone")
+    ] = None,
 ) -> Page[PatientPublic]:
     """List the clinic's patients (all clinics for an admin), optionally searching name or MRN."""
     return patients.search(
-        session, principal=principal, audit=audit, limit=page.limit, cursor=page.cursor, q=q
+        session,
+        principal=principal,
+        audit=audit,
+        limit=page.limit,
+        cursor=page.cursor,
+        q=q,
+        progress_status=progress_status,
     )
 
 
@@ -97,3 +109,24 @@ def update_patient(
 def read_candidacy(patient: PatientDep, session: SessionDep, audit: AuditDep) -> Candidacy:
     """Whether the patient is a candidate, with reasons and missing evaluation steps."""
     return patients.assess_candidacy(session, patient=patient, audit=audit)
+
+
+@router.get(
+    "/{patient_id}/progress",
+    name="patient.progress",
+    dependencies=[CLINICAL],
+    responses=problem_responses(401, 403, 404, 422),
+)
+def read_progress(
+    patient: PatientDep,
+    session: SessionDep,
+    audit: AuditDep,
+    procedure_id: uuid.UUID | None = None,
+    as_of: Annotated[
+        date | None, Query(description="Default: today in the patient's time zone")
+    ] = None,
+) -> Progress:
+    """Progress against the immediate, 1-3 month and 6-12+ month milestones, on one procedure's clock."""
+    return progress.for_patient(
+        session, patient=patient, procedure_id=procedure_id, as_of=as_of, audit=audit
+    )

@@ -1,14 +1,17 @@
 """Patients: registration, lookup, search and updates."""
 
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from api.errors import Conflict, FieldError, RuleViolation
-from api.services import candidacy
+from api.services import candidacy, progress, symptom_logs
 from api.services.access import Principal
 from api.services.audit import Audit
 from api.services.concurrency import IfMatch
@@ -22,8 +25,10 @@ from models.patient import (
     PatientCreate,
     PatientPublic,
     PatientUpdate,
+    ProgressStatus,
     Screening,
 )
+from models.procedure import Procedure
 
 _TABLE_FIELDS = (
     "mrn",
@@ -97,13 +102,62 @@ def create(session: Session, *, data: PatientCreate, by: Principal, audit: Audit
 
 
 def read(session: Session, *, patient: Patient, audit: Audit) -> PatientPublic:
+    [public] = with_progress(session, [patient])
     audit.record(session, resource_id=patient.id, patient_id=patient.id)
     session.commit()
-    return to_public(patient)
+    return public
 
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _matching(principal: Principal, q: str | None) -> SelectOfScalar[Patient]:
+    query = select(Patient)
+    if not principal.is_admin:
+        query = query.where(Patient.clinic_id == principal.clinic_id)
+    if q:
+        pattern = f"%{_escape_like(q.lower())}%"
+        columns = (Patient.given_name, Patient.family_name, Patient.mrn)
+        query = query.where(or_(*(func.lower(c).like(pattern, escape="\\") for c in columns)))
+    return query
+
+
+def _after(query: SelectOfScalar[Patient], cursor: Cursor | None) -> SelectOfScalar[Patient]:
+    if cursor is None:
+        return query
+    at, last = cursor.as_instant(), cursor.key_uuid()
+    return query.where(
+        or_(
+            col(Patient.created_at) > at,
+            and_(col(Patient.created_at) == at, col(Patient.id) > last),
+        )
+    )
+
+
+def with_progress(session: Session, rows: Sequence[Patient]) -> list[PatientPublic]:
+    """Public patients with their current progress_status and open alert count (3 queries)."""
+    ids = [p.id for p in rows]
+    alerts = progress.open_alert_counts(session, ids)
+    procedures: dict[uuid.UUID, list[Procedure]] = defaultdict(list)
+    for procedure in session.exec(
+        select(Procedure)
+        .where(col(Procedure.patient_id).in_(ids))
+        .order_by(col(Procedure.performed_on), col(Procedure.id))
+    ):
+        procedures[procedure.patient_id].append(procedure)
+    logs = symptom_logs.effective_logs_of(session, [p.id for p in rows if procedures[p.id]])
+    return [
+        to_public(p).model_copy(
+            update={
+                "progress_status": progress.status_of(
+                    session, patient=p, procedures=procedures[p.id], logs=logs.get(p.id, [])
+                ),
+                "open_alerts": alerts.get(p.id, 0),
+            }
+        )
+        for p in rows
+    ]
 
 
 def search(
@@ -114,41 +168,30 @@ def search(
     limit: int,
     cursor: str | None,
     q: str | None,
+    progress_status: ProgressStatus | None = None,
 ) -> Page[PatientPublic]:
-    query = select(Patient)
-    if not principal.is_admin:
-        query = query.where(Patient.clinic_id == principal.clinic_id)
-    if q:
-        pattern = f"%{_escape_like(q.lower())}%"
-        query = query.where(
-            or_(
-                *(
-                    func.lower(column).like(pattern, escape="\\")
-                    for column in (Patient.given_name, Patient.family_name, Patient.mrn)
-                )
-            )
-        )
+    """A page of patients in registration order; a progress_status filter scans until it is full."""
+    query = _matching(principal, q).order_by(col(Patient.created_at), col(Patient.id))
     after = decode_cursor(cursor)
-    if after is not None:
-        at, last = after.as_instant(), after.key_uuid()
-        query = query.where(
-            or_(
-                col(Patient.created_at) > at,
-                and_(col(Patient.created_at) == at, col(Patient.id) > last),
-            )
-        )
-    rows = list(
-        session.exec(query.order_by(col(Patient.created_at), col(Patient.id)).limit(limit + 1))
-    )
+    found: list[PatientPublic] = []
+    batch = limit + 1 if progress_status is None else 200
+    while len(found) <= limit:
+        rows = list(session.exec(_after(query, after).limit(batch)))
+        found += [
+            p
+            for p in with_progress(session, rows)
+            if progress_status is None or p.progress_status == progress_status
+        ]
+        if len(rows) < batch:
+            break
+        after = Cursor.at_instant(rows[-1].created_at, str(rows[-1].id))
     audit.record(session)
     session.commit()
-    more, rows = len(rows) > limit, rows[:limit]
-    return Page[PatientPublic](
-        items=[to_public(p) for p in rows],
-        next_cursor=encode_cursor(Cursor.at_instant(rows[-1].created_at, str(rows[-1].id)))
-        if more
-        else None,
+    more, items = len(found) > limit, found[:limit]
+    next_cursor = (
+        encode_cursor(Cursor.at_instant(items[-1].created_at, str(items[-1].id))) if more else None
     )
+    return Page[PatientPublic](items=items, next_cursor=next_cursor)
 
 
 def _apply(patient: Patient, changes: dict[str, Any], screening: dict[str, Any]) -> None:

@@ -146,6 +146,21 @@ def _existing(
     return {row.client_id: row for row in rows}
 
 
+def effective_logs_of(
+    session: Session, patient_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[SymptomLog]]:
+    """Each patient's logs that no correction supersedes."""
+    if not patient_ids:
+        return {}
+    logs = list(session.exec(select(SymptomLog).where(col(SymptomLog.patient_id).in_(patient_ids))))
+    superseded = {log.corrects_id for log in logs if log.corrects_id}
+    grouped: dict[uuid.UUID, list[SymptomLog]] = {}
+    for log in logs:
+        if log.id not in superseded:
+            grouped.setdefault(log.patient_id, []).append(log)
+    return grouped
+
+
 def effective_logs(session: Session, patient_id: uuid.UUID) -> list[SymptomLog]:
     logs = list(session.exec(select(SymptomLog).where(SymptomLog.patient_id == patient_id)))
     superseded = {log.corrects_id for log in logs if log.corrects_id}
