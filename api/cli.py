@@ -112,6 +112,40 @@ def create_admin(
     typer.echo(f"Admin {data.email} created.")
 
 
+@app.command()
+def demo(
+    patients: Annotated[int, typer.Option(help="How many demo patients", min=1, max=2000)] = 40,
+) -> None:
+    """Load a realistic demo clinic, staff and patients with months of check-ins."""
+    from rich.progress import track
+    from sqlmodel import select
+
+    from api.demo import PASSWORD, load
+
+    settings = _settings()
+    migrations.upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        if session.exec(
+            select(UserAccount).where(UserAccount.email == "demo-admin@example.org")
+        ).first():
+            _echo_err("The demo data is already loaded (demo-admin@example.org exists).")
+            raise typer.Exit(1)
+    result = load(
+        lambda: Session(engine, expire_on_commit=False),
+        settings,
+        patients_count=patients,
+        progress=lambda items: track(items, description="Loading demo patients"),
+    )
+    engine.dispose()
+    typer.echo(
+        f"Demo clinic {result.clinic_id}: {result.patients} patients, {result.logs} check-ins."
+    )
+    for role, email in result.users.items():
+        typer.echo(f"  {role:<10} {email}  password: {PASSWORD}")
+    typer.echo(f"  patient app enrolment code (first patient): {result.enrolment_code}")
+
+
 def main() -> None:
     app(prog_name="recovery-tracker")
 
