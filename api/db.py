@@ -1,25 +1,30 @@
-"""Database engine and sessions: SQLite (default) or PostgreSQL.
+"""Database engines and sessions: SQLite (default) or PostgreSQL.
 
-SQLite allows one writer at a time. Every request here writes (at least its audit row), so on
-SQLite the requests that open a session take turns through an asyncio gate: waiting happens on
-the event loop, never in a worker thread, so a waiting request cannot starve the thread pool the
-running one needs. Transactions start with BEGIN IMMEDIATE so another process (the CLI) waits on
-the busy timeout instead of failing on a stale snapshot. PostgreSQL needs neither.
+SQLite allows one writer at a time. A write transaction here takes the process's write turn (a
+lock) when it begins and gives it back once it has committed or rolled back, so writers queue in
+the process instead of sleeping in SQLite's busy handler (which turns lock waits into tail
+latency). Transactions hold the turn only while they run: the request's reads (who is calling,
+which patient) use a separate read session with a deferred BEGIN, which WAL never blocks, and the
+write session is closed as soon as the endpoint returns. Write transactions start with
+BEGIN IMMEDIATE, so another process (the CLI) waits on the busy timeout instead of failing on a
+stale snapshot. PostgreSQL needs none of this.
 """
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+import threading
+from _thread import LockType as Lock
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, create_engine
 
 from api.config import Settings
+from api.errors import DomainError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -29,9 +34,20 @@ SQLITE_PRAGMAS = {
     "synchronous": "FULL",  # an acknowledged write survives power loss, not only a crash
     "foreign_keys": "ON",
 }
+WRITE_TURN_WAIT_S = 30.0
 
 
-def make_engine(database_url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 20) -> Engine:
+class DatabaseBusy(DomainError):
+    status_code, title, slug = 503, "Service Unavailable", "database-busy"
+
+    def __init__(self) -> None:
+        super().__init__("The database is busy; retry shortly")
+        self.headers = {"Retry-After": "1"}
+
+
+def make_engine(
+    database_url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 20, immediate: bool = True
+) -> Engine:
     # hide_parameters: a database error must never carry patient values into a log.
     if not database_url.startswith("sqlite"):
         return create_engine(
@@ -59,74 +75,105 @@ def make_engine(database_url: str, *, busy_timeout_ms: int = 5000, pool_size: in
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
 
+_TURN = "write_turn"
+_HOLDING = "holding_write_turn"
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _take_turn(session: Session, transaction: SessionTransaction) -> None:
+    turn: Lock | None = session.info.get(_TURN)
+    if turn is None or transaction.parent is not None:
+        return
+    if not turn.acquire(timeout=WRITE_TURN_WAIT_S):
+        raise DatabaseBusy()
+    session.info[_HOLDING] = transaction
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _give_turn_back(session: Session, transaction: SessionTransaction) -> None:
+    if session.info.get(_HOLDING) is transaction:
+        del session.info[_HOLDING]
+        session.info[_TURN].release()
+
+
 @dataclass
 class Database:
-    engine: Engine
-    serialize_writes: bool
-    _gate: asyncio.Lock = field(default_factory=asyncio.Lock)
+    engine: Engine  # writes (and the reads of a use-case)
+    read_engine: Engine  # the request's own lookups; the same engine on PostgreSQL
+    write_turn: Lock | None  # SQLite only
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
-        engine = make_engine(
-            settings.database_url,
-            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-            pool_size=settings.db_pool_size,
-        )
-        return cls(engine=engine, serialize_writes=settings.is_sqlite)
+        def build(immediate: bool) -> Engine:
+            return make_engine(
+                settings.database_url,
+                busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                pool_size=settings.db_pool_size,
+                immediate=immediate,
+            )
 
-    @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """Wait for this request's turn to write (SQLite); immediate on PostgreSQL."""
-        if not self.serialize_writes:
-            yield
-            return
-        async with self._gate:
-            yield
+        engine = build(immediate=True)
+        if not settings.is_sqlite:
+            return cls(engine=engine, read_engine=engine, write_turn=None)
+        return cls(engine=engine, read_engine=build(immediate=False), write_turn=threading.Lock())
 
     def session(self) -> Session:
-        # Objects stay readable after commit: responses are built from them afterwards.
-        return Session(self.engine, expire_on_commit=False)
+        """A use-case's session. Objects stay readable after commit (responses use them)."""
+        session = Session(self.engine, expire_on_commit=False)
+        if self.write_turn is not None:
+            session.info[_TURN] = self.write_turn
+        return session
+
+    def read_session(self) -> Session:
+        """A session for lookups and long reads that never takes the write turn."""
+        return Session(self.read_engine, expire_on_commit=False)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        self.read_engine.dispose()
 
     async def run(
         self, use_case: Callable[Concatenate[Session, P], R], *args: P.args, **kwargs: P.kwargs
     ) -> R:
-        """Run a use-case in its own session, in a worker thread, during this request's turn."""
+        """Run a use-case in its own session, in a worker thread."""
 
         def call() -> R:
             with self.session() as session:
                 return use_case(session, *args, **kwargs)
 
-        async with self.turn():
-            return await run_in_threadpool(call)
-
-    @contextlib.contextmanager
-    def read_session(self) -> Iterator[Session]:
-        """A session for long reads (exports) that does not take the write turn."""
-        with Session(self.engine, expire_on_commit=False) as session:
-            yield session
+        return await run_in_threadpool(call)
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     database: Database = request.state.database
     return database
 
 
-async def get_session(request: Request) -> AsyncIterator[Session]:
-    database = get_database(request)
-    async with database.turn():
-        session = database.session()
-        try:
-            yield session
-        finally:
-            # Closing rolls back anything uncommitted; it is quick and must finish before the
-            # next request's turn begins.
-            session.close()
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+async def get_session(database: DatabaseDep) -> AsyncIterator[Session]:
+    session = database.session()
+    try:
+        yield session
+    finally:
+        # Runs on the event loop right after the endpoint: an unfinished transaction is rolled
+        # back and the write turn given back without needing a worker thread.
+        session.close()
+
+
+async def get_read_session(database: DatabaseDep) -> AsyncIterator[Session]:
+    session = database.read_session()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]

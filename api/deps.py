@@ -14,7 +14,7 @@ from fastapi.params import Depends as DependsParam
 from fastapi.security import OAuth2PasswordBearer
 
 from api.config import Settings
-from api.db import SessionDep
+from api.db import ReadSessionDep
 from api.errors import Forbidden, NotFound, Unauthorized
 from api.services import auth
 from api.services.access import Principal
@@ -28,7 +28,7 @@ from models.symptom_log import Alert, SymptomLog
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
 
@@ -40,7 +40,7 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def get_audit(request: Request) -> Audit:
+async def get_audit(request: Request) -> Audit:
     """The request's audit context, named after the route (e.g. `patient.read`)."""
     route = request.scope.get("route")
     audit = Audit(
@@ -56,7 +56,7 @@ AuditDep = Annotated[Audit, Depends(get_audit)]
 
 
 def get_principal(
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     audit: AuditDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
@@ -77,7 +77,7 @@ class RoleGuard:
     def __init__(self, roles: tuple[Role, ...]) -> None:
         self.roles = frozenset(roles)
 
-    def __call__(self, principal: PrincipalDep) -> Principal:
+    async def __call__(self, principal: PrincipalDep) -> Principal:
         if principal.role not in self.roles:
             raise Forbidden(f"The {principal.role.value} role may not use this operation")
         return principal
@@ -96,7 +96,7 @@ PATIENT = allow(Role.patient)
 
 
 def load_patient(
-    patient_id: uuid.UUID, session: SessionDep, principal: PrincipalDep, audit: AuditDep
+    patient_id: uuid.UUID, session: ReadSessionDep, principal: PrincipalDep, audit: AuditDep
 ) -> Patient:
     """The patient named in the path, if the caller may see them; 404 otherwise."""
     audit.target(resource_id=patient_id, patient_id=patient_id)
@@ -109,7 +109,7 @@ def load_patient(
 PatientDep = Annotated[Patient, Depends(load_patient)]
 
 
-def load_me(session: SessionDep, principal: PrincipalDep, audit: AuditDep) -> Patient:
+def load_me(session: ReadSessionDep, principal: PrincipalDep, audit: AuditDep) -> Patient:
     """The patient a patient token belongs to."""
     if principal.patient_id is None:
         raise Forbidden("Only a patient's app token can use /v1/me")
@@ -121,7 +121,7 @@ MeDep = Annotated[Patient, Depends(load_me)]
 
 
 def load_symptom_log(
-    log_id: uuid.UUID, patient: PatientDep, session: SessionDep, audit: AuditDep
+    log_id: uuid.UUID, patient: PatientDep, session: ReadSessionDep, audit: AuditDep
 ) -> SymptomLog:
     audit.target(resource_id=log_id)
     log = session.get(SymptomLog, log_id)
@@ -134,7 +134,7 @@ SymptomLogDep = Annotated[SymptomLog, Depends(load_symptom_log)]
 
 
 def load_my_symptom_log(
-    log_id: uuid.UUID, me: MeDep, session: SessionDep, audit: AuditDep
+    log_id: uuid.UUID, me: MeDep, session: ReadSessionDep, audit: AuditDep
 ) -> SymptomLog:
     audit.target(resource_id=log_id)
     log = session.get(SymptomLog, log_id)
@@ -147,7 +147,7 @@ MySymptomLogDep = Annotated[SymptomLog, Depends(load_my_symptom_log)]
 
 
 def load_alert(
-    alert_id: uuid.UUID, session: SessionDep, principal: PrincipalDep, audit: AuditDep
+    alert_id: uuid.UUID, session: ReadSessionDep, principal: PrincipalDep, audit: AuditDep
 ) -> Alert:
     audit.target(resource_id=alert_id)
     alert = session.get(Alert, alert_id)
@@ -161,7 +161,7 @@ AlertDep = Annotated[Alert, Depends(load_alert)]
 
 
 def load_procedure(
-    procedure_id: uuid.UUID, patient: PatientDep, session: SessionDep, audit: AuditDep
+    procedure_id: uuid.UUID, patient: PatientDep, session: ReadSessionDep, audit: AuditDep
 ) -> Procedure:
     audit.target(resource_id=procedure_id)
     procedure = session.get(Procedure, procedure_id)
@@ -174,7 +174,7 @@ ProcedureDep = Annotated[Procedure, Depends(load_procedure)]
 
 
 def load_adverse_event(
-    adverse_event_id: uuid.UUID, patient: PatientDep, session: SessionDep, audit: AuditDep
+    adverse_event_id: uuid.UUID, patient: PatientDep, session: ReadSessionDep, audit: AuditDep
 ) -> AdverseEvent:
     audit.target(resource_id=adverse_event_id)
     event = session.get(AdverseEvent, adverse_event_id)

@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield {"database": database, "settings": settings}
         finally:
-            database.engine.dispose()
+            database.dispose()
 
     app = FastAPI(
         title="Recovery Tracker",

@@ -46,10 +46,15 @@ def list_alerts(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 def acknowledge(
-    body: AlertNote, alert: AlertDep, principal: PrincipalDep, session: SessionDep, audit: AuditDep
+    alert: AlertDep,
+    principal: PrincipalDep,
+    session: SessionDep,
+    audit: AuditDep,
+    body: AlertNote | None = None,
 ) -> AlertPublic:
-    """Acknowledge an alert: someone is on it."""
-    return alerts.acknowledge(session, alert=alert, by=principal, note=body.note, audit=audit)
+    """Acknowledge an alert: someone is on it (the body, with a note, is optional)."""
+    note = body.note if body else None
+    return alerts.acknowledge(session, alert=alert, by=principal, note=note, audit=audit)
 
 
 @router.post(
@@ -59,7 +64,12 @@ def acknowledge(
     responses=problem_responses(401, 403, 404, 422),
 )
 def resolve(
-    body: AlertNote, alert: AlertDep, principal: PrincipalDep, session: SessionDep, audit: AuditDep
+    alert: AlertDep,
+    principal: PrincipalDep,
+    session: SessionDep,
+    audit: AuditDep,
+    body: AlertNote | None = None,
 ) -> AlertPublic:
-    """Resolve an alert, with an optional note."""
-    return alerts.resolve(session, alert=alert, by=principal, note=body.note, audit=audit)
+    """Resolve an alert, with an optional note (the body is optional)."""
+    note = body.note if body else None
+    return alerts.resolve(session, alert=alert, by=principal, note=note, audit=audit)

@@ -35,7 +35,7 @@ async def readyz(database: DatabaseDep) -> Health:
     """The database answers."""
 
     def ping() -> None:
-        with database.engine.connect() as connection:
+        with database.read_engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
     try:

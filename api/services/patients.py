@@ -150,8 +150,11 @@ def with_progress(session: Session, rows: Sequence[Patient]) -> list[PatientPubl
     return [
         to_public(p).model_copy(
             update={
-                "progress_status": progress.status_of(
-                    session, patient=p, procedures=procedures[p.id], logs=logs.get(p.id, [])
+                # model_copy does not validate: convert, or the response is serialised from a str.
+                "progress_status": ProgressStatus(
+                    progress.status_of(
+                        session, patient=p, procedures=procedures[p.id], logs=logs.get(p.id, [])
+                    )
                 ),
                 "open_alerts": alerts.get(p.id, 0),
             }
