@@ -87,6 +87,16 @@ async def domain_error(request: Request, exc: Exception) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI answers a body that is not UTF-8 with a bare 400; like any other unparseable
+        # JSON it is a 422 on the whole body (API.md "General rules": JSON in, UTF-8).
+        return await _problem(
+            request,
+            status=422,
+            slug="validation-error",
+            detail="Invalid request: body",
+            errors=[FieldError("", "The body is not UTF-8 encoded JSON")],
+        )
     detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
     return await _problem(
         request,
