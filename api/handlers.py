@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from api.db import Database
 from api.errors import PROBLEM_JSON, ContentTooLarge, DomainError, FieldError, problem_body
@@ -98,14 +99,33 @@ async def http_error(request: Request, exc: Exception) -> Response:
             errors=[FieldError("", "The body is not UTF-8 encoded JSON")],
         )
     detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        headers["Allow"] = allowed
     return await _problem(
         request,
         status=exc.status_code,
         detail=detail,
         # A 413 is the same problem whether the body was announced or streamed (api/middleware.py).
         slug=ContentTooLarge.slug if exc.status_code == 413 else f"http-{exc.status_code}",
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path supports (RFC 9110 §15.5.6). Starlette's own `Allow` names only
+    the first route that matched the path, e.g. `POST` for `/v1/clinics`, which also has GET."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    )
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def _pointer(loc: tuple[Any, ...]) -> str:

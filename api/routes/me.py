@@ -1,6 +1,5 @@
 """The patient app's own routes: check-ins, their sync, corrections and the schedule."""
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -16,6 +15,7 @@ from models.symptom_log import (
     BatchIn,
     BatchResult,
     CorrectionIn,
+    Instant,
     LogSource,
     SymptomLogIn,
     SymptomLogPublic,
@@ -77,7 +77,7 @@ def sync_logs(
     audit: AuditDep,
     page: PageDep,
     since: Annotated[
-        datetime | None, Query(description="Watermark: logs received after this instant")
+        Instant | None, Query(description="Watermark: logs received after this instant")
     ] = None,
 ) -> Page[SymptomLogPublic]:
     """Everything received since a watermark (corrections included), oldest first."""
@@ -92,7 +92,8 @@ def sync_logs(
     name="symptom_log.correct_own",
     status_code=201,
     dependencies=[PATIENT],
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422)
+    | {200: {"description": "A replay: the stored correction"}},
 )
 def correct_log(
     body: CorrectionIn,

@@ -1,7 +1,6 @@
 """Patients and their candidacy screening (clinicians and admins)."""
 
 import uuid
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -11,6 +10,7 @@ from api.deps import CLINICAL, AuditDep, IfMatchDep, PageDep, PatientDep, Princi
 from api.errors import problem_responses
 from api.services import patients, progress
 from api.services.concurrency import etag
+from models.base import Day
 from models.page import Page
 from models.patient import Candidacy, PatientCreate, PatientPublic, PatientUpdate, ProgressStatus
 from models.progress import Progress
@@ -123,7 +123,7 @@ def read_progress(
     audit: AuditDep,
     procedure_id: uuid.UUID | None = None,
     as_of: Annotated[
-        date | None, Query(description="Default: today in the patient's time zone")
+        Day | None, Query(description="Default: today in the patient's time zone")
     ] = None,
 ) -> Progress:
     """Progress against the immediate, 1-3 month and 6-12+ month milestones, on one procedure's clock."""

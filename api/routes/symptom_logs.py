@@ -2,7 +2,6 @@
 patient app's routes share."""
 
 import uuid
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -13,6 +12,7 @@ from api.deps import CLINICAL, AuditDep, PageDep, PatientDep, PrincipalDep, Symp
 from api.errors import Conflict, RuleViolation, problem_responses
 from api.services import symptom_logs
 from api.services.audit import Audit
+from models.base import Day
 from models.page import Page
 from models.patient import Patient
 from models.symptom_log import (
@@ -140,8 +140,8 @@ def list_logs(
     session: SessionDep,
     audit: AuditDep,
     page: PageDep,
-    from_: Annotated[date | None, Query(alias="from", description="First local date")] = None,
-    to: Annotated[date | None, Query(description="Last local date")] = None,
+    from_: Annotated[Day | None, Query(alias="from", description="First local date")] = None,
+    to: Annotated[Day | None, Query(description="Last local date")] = None,
 ) -> Page[SymptomLogPublic]:
     """The patient's check-ins between two local dates, corrections and originals included."""
     items, next_cursor = symptom_logs.range_page(
@@ -161,7 +161,8 @@ def list_logs(
     name="symptom_log.correct",
     status_code=201,
     dependencies=[CLINICAL],
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422)
+    | {200: {"description": "A replay: the stored correction"}},
 )
 def correct_log(
     body: CorrectionIn,

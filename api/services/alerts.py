@@ -3,7 +3,7 @@ patient and kind (a repeat bumps the open one), listed, acknowledged and resolve
 
 import itertools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, or_
@@ -74,9 +74,11 @@ def check_new_logs(
     *,
     patient: Patient,
     new_logs: Sequence[SymptomLog],
-    effective: Sequence[SymptomLog],
+    effective: Callable[[], Sequence[SymptomLog]],
     procedures: Sequence[Procedure],
 ) -> list[Alert]:
+    """Raise what the new logs call for. `effective` loads the patient's whole history, which
+    only a possible worsening pair needs."""
     raised = []
     flagged = [log for log in new_logs if log.red_flags]
     if flagged:
@@ -99,19 +101,42 @@ def check_new_logs(
     return raised
 
 
+def _could_worsen(
+    procedure: Procedure,
+    new_logs: Sequence[SymptomLog],
+    dates: list[ProcedureDate],
+    rule: dict[str, Any],
+) -> bool:
+    """Whether a new log is late on this procedure's clock and, with an explicit baseline, high
+    enough to be half of a worsening pair (so most check-ins skip the history load)."""
+    late = [
+        log
+        for log in new_logs
+        if index_procedure(dates, log.local_date)[0] == procedure.id
+        and (log.local_date - procedure.performed_on).days > rule["after_day"]
+    ]
+    if procedure.baseline_pain is None:
+        return bool(late)
+    return any(log.pain >= procedure.baseline_pain + rule["rise_points"] for log in late)
+
+
 def _worsening(
     session: Session,
     new_logs: Sequence[SymptomLog],
-    effective: Sequence[SymptomLog],
+    effective: Callable[[], Sequence[SymptomLog]],
     procedures: Sequence[Procedure],
 ) -> uuid.UUID | None:
     """Two consecutive logs after day 14 both with pain >= baseline + 2 (CLINICAL.md)."""
     dates = [ProcedureDate(p.id, p.performed_on) for p in procedures]
     new_ids = {log.id for log in new_logs}
+    history: Sequence[SymptomLog] | None = None
     for procedure in procedures:
         rules = protocols.rules(session, procedure.protocol_id, procedure.protocol_version)
         rule = rules["worsening"]
-        points = _points_for(procedure, effective, dates)
+        if not _could_worsen(procedure, new_logs, dates, rule):
+            continue
+        history = effective() if history is None else history
+        points = _points_for(procedure, history, dates)
         base = baseline_rules.compute(_explicit(procedure), [p for _, p in points], rules)
         if base is None or base["pain"] is None:
             continue

@@ -3,7 +3,7 @@
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, func, or_
 from sqlmodel import Session, col, select
 
 from api.errors import Conflict, FieldError, RuleViolation
@@ -17,6 +17,7 @@ from models.base import utc_now
 from models.page import Page
 from models.patient import CandidacyStatus, Patient, Screening
 from models.procedure import (
+    AdverseEvent,
     Baseline,
     Harvest,
     HarvestMethod,
@@ -222,8 +223,26 @@ def update(
         _draft(locked.performed_on, locked, harvest, injections),
         override=bool(locked.override_reason),
     )
+    if "performed_on" in data.model_fields_set:
+        _check_adverse_events(session, locked)
     locked.version += 1
     locked.updated_at = utc_now()
     audit.record(session, resource_id=locked.id, patient_id=patient.id)
     session.commit()
     return to_public(locked)
+
+
+def _check_adverse_events(session: Session, procedure: Procedure) -> None:
+    """A new date must not put the procedure after one of its adverse events."""
+    earliest = session.exec(
+        select(func.min(AdverseEvent.onset_on)).where(AdverseEvent.procedure_id == procedure.id)
+    ).one()
+    if earliest is not None and earliest < procedure.performed_on:
+        message = (
+            f"an adverse event of this procedure started on {earliest.isoformat()}; "
+            "the procedure cannot be dated after it"
+        )
+        raise RuleViolation(
+            "The procedure breaks a consistency rule: " + message,
+            errors=[FieldError("/performed_on", message)],
+        )

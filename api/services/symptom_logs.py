@@ -64,11 +64,14 @@ def parse_item(raw: Any, index: int) -> SymptomLogIn | Outcome:
     try:
         return SymptomLogIn.model_validate_json(json.dumps(raw))
     except ValidationError as exc:
-        errors = [
-            FieldError(f"/logs/{index}/" + "/".join(str(p) for p in e["loc"]), e["msg"])
-            for e in exc.errors()
-        ]
+        errors = [FieldError(_item_pointer(index, e["loc"]), e["msg"]) for e in exc.errors()]
         return Outcome("rejected", client_id, errors=errors)
+
+
+def _item_pointer(index: int, loc: Sequence[int | str]) -> str:
+    """A JSON Pointer (RFC 6901) into item `index`: `/logs/3/pain`, or `/logs/3` for the item."""
+    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in loc]
+    return "/".join([f"/logs/{index}", *parts])
 
 
 def _client_id_of(raw: Any) -> uuid.UUID | None:
@@ -220,7 +223,7 @@ def ingest(
             session,
             patient=patient,
             new_logs=created,
-            effective=effective_logs(session, patient.id),
+            effective=lambda: effective_logs(session, patient.id),
             procedures=procedures_of(session, patient.id),
         )
     single = None if batch else outcomes[0]
@@ -301,7 +304,7 @@ def correct(
             session,
             patient=patient,
             new_logs=[outcome.log],
-            effective=effective_logs(session, patient.id),
+            effective=lambda: effective_logs(session, patient.id),
             procedures=procedures_of(session, patient.id),
         )
     if outcome.status in ("created", "duplicate"):
@@ -370,7 +373,14 @@ def _original_values(log: SymptomLog) -> dict[str, Any]:
         "recorded_at",
         "timezone",
     )
-    return {name: getattr(log, name) for name in names}
+    values = {name: getattr(log, name) for name in names}
+    # Stored in UTC; carry the offset the app sent, or the correction would report +00:00.
+    values["recorded_at"] = _as_sent(log)
+    return values
+
+
+def _as_sent(log: SymptomLog) -> datetime:
+    return log.recorded_at.astimezone(dt_timezone(timedelta(minutes=log.utc_offset_minutes)))
 
 
 def to_public(
@@ -383,9 +393,7 @@ def to_public(
         id=log.id,
         patient_id=log.patient_id,
         client_id=log.client_id,
-        recorded_at=log.recorded_at.astimezone(
-            dt_timezone(timedelta(minutes=log.utc_offset_minutes))
-        ),
+        recorded_at=_as_sent(log),
         utc_offset_minutes=log.utc_offset_minutes,
         timezone=log.timezone,
         local_date=log.local_date,
