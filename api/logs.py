@@ -16,6 +16,16 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tupl
 
 
 class SafeFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        # Another handler may have cached the full exception text (message included) on the
+        # record; always build our own, and leave the record as we found it.
+        cached = record.exc_text
+        record.exc_text = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
     def formatException(self, ei: ExcInfo) -> str:
         exc_type, _, tb = ei
         frames = "".join(traceback.format_tb(tb))
