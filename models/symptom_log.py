@@ -4,6 +4,7 @@ Logs are append-only: a correction is a new row that names the log it corrects, 
 some correction names is superseded in every computation.
 """
 
+import re
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
@@ -57,8 +58,14 @@ Score = Annotated[int, Strict(), F(ge=0, le=10)]
 OdiAnswer = Annotated[int, Strict(), F(ge=0, le=5)]
 
 
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
 def _rfc3339_text(value: Any) -> Any:
-    if not isinstance(value, str | datetime):
+    # pydantic alone takes numbers and numeric strings ("1700000000") as Unix times.
+    if not isinstance(value, str | datetime) or (
+        isinstance(value, str) and not _RFC3339_START.match(value)
+    ):
         raise ValueError("must be an RFC 3339 timestamp string with an offset")
     return value
 
@@ -117,7 +124,8 @@ class BatchIn(BaseModel):
     """Items are checked one by one, so one bad log does not cost the good ones."""
 
     model_config = ConfigDict(extra="forbid")
-    logs: list[dict[str, Any]] = F(min_length=1, max_length=500)
+    # Any JSON value: an item that is not an object is rejected on its own, not the batch.
+    logs: list[Any] = F(min_length=1, max_length=500)
 
 
 class Advice(BaseModel):
