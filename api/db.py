@@ -60,6 +60,9 @@ def make_engine(
     engine = create_engine(
         database_url,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        # Every worker thread may hold a connection (the default pool of 5 + 10 queues them).
+        pool_size=pool_size,
+        max_overflow=pool_size,
         hide_parameters=True,
     )
 
@@ -136,6 +139,18 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
+
+    async def read(
+        self, lookup: Callable[Concatenate[Session, P], R], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """A short lookup. SQLite reads in WAL mode never wait on writers and take microseconds,
+        so they run right here on the event loop; PostgreSQL's go to a worker thread."""
+
+        def call() -> R:
+            with self.read_session() as session:
+                return lookup(session, *args, **kwargs)
+
+        return call() if self.write_turn is not None else await run_in_threadpool(call)
 
     async def run(
         self, use_case: Callable[Concatenate[Session, P], R], *args: P.args, **kwargs: P.kwargs

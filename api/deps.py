@@ -7,14 +7,16 @@ before any loader can answer 404.
 """
 
 import uuid
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.security import OAuth2PasswordBearer
+from sqlmodel import Session
 
 from api.config import Settings
-from api.db import ReadSessionDep
+from api.db import DatabaseDep
 from api.errors import Forbidden, NotFound, Unauthorized
 from api.services import auth
 from api.services.access import Principal
@@ -24,6 +26,8 @@ from models.identity import Role
 from models.patient import Patient
 from models.procedure import AdverseEvent, Procedure
 from models.symptom_log import Alert, SymptomLog
+
+T = TypeVar("T")
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
@@ -55,15 +59,15 @@ async def get_audit(request: Request) -> Audit:
 AuditDep = Annotated[Audit, Depends(get_audit)]
 
 
-def get_principal(
-    session: ReadSessionDep,
+async def get_principal(
+    database: DatabaseDep,
     settings: SettingsDep,
     audit: AuditDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal:
     if not token:
         raise Unauthorized("A bearer token is required")
-    principal = auth.authenticate(session, settings=settings, token=token)
+    principal = await database.read(auth.authenticate, settings=settings, token=token)
     audit.identify(principal)
     return principal
 
@@ -95,12 +99,16 @@ CLINICAL = allow(Role.admin, Role.clinician)
 PATIENT = allow(Role.patient)
 
 
-def load_patient(
-    patient_id: uuid.UUID, session: ReadSessionDep, principal: PrincipalDep, audit: AuditDep
+def _get(session: Session, model: type[T], key: uuid.UUID) -> T | None:
+    return session.get(model, key)
+
+
+async def load_patient(
+    patient_id: uuid.UUID, database: DatabaseDep, principal: PrincipalDep, audit: AuditDep
 ) -> Patient:
     """The patient named in the path, if the caller may see them; 404 otherwise."""
     audit.target(resource_id=patient_id, patient_id=patient_id)
-    patient = session.get(Patient, patient_id)
+    patient = await database.read(_get, Patient, patient_id)
     if patient is None or not principal.sees_patient(patient.id, patient.clinic_id):
         raise NotFound("Patient not found")
     return patient
@@ -109,22 +117,25 @@ def load_patient(
 PatientDep = Annotated[Patient, Depends(load_patient)]
 
 
-def load_me(session: ReadSessionDep, principal: PrincipalDep, audit: AuditDep) -> Patient:
+async def load_me(database: DatabaseDep, principal: PrincipalDep, audit: AuditDep) -> Patient:
     """The patient a patient token belongs to."""
     if principal.patient_id is None:
         raise Forbidden("Only a patient's app token can use /v1/me")
     audit.target(patient_id=principal.patient_id)
-    return session.get_one(Patient, principal.patient_id)
+    patient = await database.read(_get, Patient, principal.patient_id)
+    if patient is None:
+        raise NotFound("Patient not found")
+    return patient
 
 
 MeDep = Annotated[Patient, Depends(load_me)]
 
 
-def load_symptom_log(
-    log_id: uuid.UUID, patient: PatientDep, session: ReadSessionDep, audit: AuditDep
+async def load_symptom_log(
+    log_id: uuid.UUID, patient: PatientDep, database: DatabaseDep, audit: AuditDep
 ) -> SymptomLog:
     audit.target(resource_id=log_id)
-    log = session.get(SymptomLog, log_id)
+    log = await database.read(_get, SymptomLog, log_id)
     if log is None or log.patient_id != patient.id:
         raise NotFound("Symptom log not found")
     return log
@@ -133,11 +144,11 @@ def load_symptom_log(
 SymptomLogDep = Annotated[SymptomLog, Depends(load_symptom_log)]
 
 
-def load_my_symptom_log(
-    log_id: uuid.UUID, me: MeDep, session: ReadSessionDep, audit: AuditDep
+async def load_my_symptom_log(
+    log_id: uuid.UUID, me: MeDep, database: DatabaseDep, audit: AuditDep
 ) -> SymptomLog:
     audit.target(resource_id=log_id)
-    log = session.get(SymptomLog, log_id)
+    log = await database.read(_get, SymptomLog, log_id)
     if log is None or log.patient_id != me.id:
         raise NotFound("Symptom log not found")
     return log
@@ -146,11 +157,11 @@ def load_my_symptom_log(
 MySymptomLogDep = Annotated[SymptomLog, Depends(load_my_symptom_log)]
 
 
-def load_alert(
-    alert_id: uuid.UUID, session: ReadSessionDep, principal: PrincipalDep, audit: AuditDep
+async def load_alert(
+    alert_id: uuid.UUID, database: DatabaseDep, principal: PrincipalDep, audit: AuditDep
 ) -> Alert:
     audit.target(resource_id=alert_id)
-    alert = session.get(Alert, alert_id)
+    alert = await database.read(_get, Alert, alert_id)
     if alert is None or not principal.sees_patient(alert.patient_id, alert.clinic_id):
         raise NotFound("Alert not found")
     audit.target(patient_id=alert.patient_id)
@@ -160,11 +171,11 @@ def load_alert(
 AlertDep = Annotated[Alert, Depends(load_alert)]
 
 
-def load_procedure(
-    procedure_id: uuid.UUID, patient: PatientDep, session: ReadSessionDep, audit: AuditDep
+async def load_procedure(
+    procedure_id: uuid.UUID, patient: PatientDep, database: DatabaseDep, audit: AuditDep
 ) -> Procedure:
     audit.target(resource_id=procedure_id)
-    procedure = session.get(Procedure, procedure_id)
+    procedure = await database.read(_get, Procedure, procedure_id)
     if procedure is None or procedure.patient_id != patient.id:
         raise NotFound("Procedure not found")
     return procedure
@@ -173,11 +184,11 @@ def load_procedure(
 ProcedureDep = Annotated[Procedure, Depends(load_procedure)]
 
 
-def load_adverse_event(
-    adverse_event_id: uuid.UUID, patient: PatientDep, session: ReadSessionDep, audit: AuditDep
+async def load_adverse_event(
+    adverse_event_id: uuid.UUID, patient: PatientDep, database: DatabaseDep, audit: AuditDep
 ) -> AdverseEvent:
     audit.target(resource_id=adverse_event_id)
-    event = session.get(AdverseEvent, adverse_event_id)
+    event = await database.read(_get, AdverseEvent, adverse_event_id)
     if event is None or event.patient_id != patient.id:
         raise NotFound("Adverse event not found")
     return event
@@ -186,7 +197,7 @@ def load_adverse_event(
 AdverseEventDep = Annotated[AdverseEvent, Depends(load_adverse_event)]
 
 
-def get_if_match(
+async def get_if_match(
     if_match: Annotated[
         str | None,
         Header(
@@ -201,16 +212,19 @@ def get_if_match(
 IfMatchDep = Annotated[IfMatch, Depends(get_if_match)]
 
 
+@dataclass(frozen=True)
 class PageParams:
-    def __init__(
-        self,
-        limit: Annotated[int, Query(ge=1, le=500, description="Page size (1 to 500)")] = 50,
-        cursor: Annotated[
-            str | None, Query(max_length=512, description="`next_cursor` of the previous page")
-        ] = None,
-    ) -> None:
-        self.limit = limit
-        self.cursor = cursor
+    limit: int
+    cursor: str | None
 
 
-PageDep = Annotated[PageParams, Depends()]
+async def page_params(
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size (1 to 500)")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page")
+    ] = None,
+) -> PageParams:
+    return PageParams(limit=limit, cursor=cursor)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]

@@ -2,11 +2,11 @@
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 from sqlalchemy import DateTime, Dialect, String
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field as ColumnField
@@ -105,6 +105,19 @@ Name = Annotated[Line, Field(min_length=1, max_length=200)]
 ShortText = Annotated[Line, Field(min_length=1, max_length=100)]
 # Multi-line free text: notes and descriptions.
 Note = Annotated[str, Field(max_length=2000), AfterValidator(_no_control)]
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date_text(value: Any) -> Any:
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+# A calendar date sent as `YYYY-MM-DD` (API.md); pydantic alone also takes Unix times ("0").
+Day = Annotated[date, BeforeValidator(_iso_date_text)]
 
 
 def not_null(value: Any) -> Any:

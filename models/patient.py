@@ -5,12 +5,12 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
 from pydantic import Field as F
 from sqlalchemy import JSON, UniqueConstraint
 from sqlmodel import Column, Field, SQLModel
 
-from models.base import Line, Name, enum_column, new_id, not_null, utc_column, utc_now
+from models.base import Day, Line, Name, enum_column, new_id, not_null, utc_column, utc_now
 from models.timezones import TimeZoneName
 
 
@@ -66,20 +66,20 @@ class Stenosis(Strict):
 
 
 class Evaluation(Strict):
-    medical_history_reviewed: bool | None = None
-    physical_exam_done: bool | None = None
+    medical_history_reviewed: StrictBool | None = None
+    physical_exam_done: StrictBool | None = None
     imaging: list[Imaging] | None = F(default=None, max_length=3)
-    labs_done: bool | None = None
+    labs_done: StrictBool | None = None
 
 
 class Screening(Strict):
     conservative_care_tried: list[ConservativeCare] | None = F(default=None, max_length=4)
-    conservative_care_failed: bool | None = None
-    severe_neurological_deficit: bool | None = None
-    active_cancer: bool | None = None
-    cancer_within_5_years: bool | None = None
-    active_infection: bool | None = None
-    significant_organ_dysfunction: bool | None = None
+    conservative_care_failed: StrictBool | None = None
+    severe_neurological_deficit: StrictBool | None = None
+    active_cancer: StrictBool | None = None
+    cancer_within_5_years: StrictBool | None = None
+    active_infection: StrictBool | None = None
+    significant_organ_dysfunction: StrictBool | None = None
     evaluation: Evaluation | None = None
 
 
@@ -116,14 +116,14 @@ class PatientFields(Strict):
     mrn: Line = F(min_length=1, max_length=64)
     given_name: Name
     family_name: Name
-    birth_date: date
+    birth_date: Day
     sex: Sex
     postal_code: Line | None = F(default=None, min_length=1, max_length=16)
     timezone: TimeZoneName
     stenosis: Stenosis
     comorbidities: list[Name] = F(default_factory=list, max_length=50)
-    smoker: bool = False
-    research_consent: bool = False
+    smoker: StrictBool = False
+    research_consent: StrictBool = False
     screening: Screening = F(default_factory=Screening)
 
 
@@ -135,14 +135,14 @@ class PatientUpdate(Strict):
     mrn: Line | None = F(default=None, min_length=1, max_length=64)
     given_name: Name | None = None
     family_name: Name | None = None
-    birth_date: date | None = None
+    birth_date: Day | None = None
     sex: Sex | None = None
     postal_code: Line | None = F(default=None, min_length=1, max_length=16)
     timezone: TimeZoneName | None = None
     stenosis: Stenosis | None = None
     comorbidities: list[Name] | None = F(default=None, max_length=50)
-    smoker: bool | None = None
-    research_consent: bool | None = None
+    smoker: StrictBool | None = None
+    research_consent: StrictBool | None = None
     screening: Screening | None = None
 
     _not_null = field_validator(

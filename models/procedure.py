@@ -5,12 +5,12 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, field_validator
 from pydantic import Field as F
 from sqlalchemy import JSON, Index
 from sqlmodel import Column, Field, SQLModel
 
-from models.base import Line, Note, enum_column, new_id, not_null, utc_column, utc_now
+from models.base import Day, Line, Note, enum_column, new_id, not_null, utc_column, utc_now
 
 
 class Treatment(StrEnum):
@@ -72,26 +72,26 @@ class Strict(BaseModel):
 class Harvest(Strict):
     method: HarvestMethod
     site: Line | None = F(default=None, min_length=1, max_length=200)
-    volume_ml: float | None = F(default=None, gt=0, le=1000)
+    volume_ml: StrictFloat | None = F(default=None, gt=0, le=1000)
 
 
 class Injection(Strict):
     route: InjectionRoute
     levels: list[Line] = F(min_length=1, max_length=10)
     guidance: Guidance
-    volume_ml: float | None = F(default=None, gt=0, le=100)
-    cell_count: int | None = F(default=None, ge=0, le=10**12)
+    volume_ml: StrictFloat | None = F(default=None, gt=0, le=100)
+    cell_count: StrictInt | None = F(default=None, ge=0, le=10**12)
 
 
 class Baseline(Strict):
-    pain: float | None = F(default=None, ge=0, le=10)
-    leg_pain: float | None = F(default=None, ge=0, le=10)
-    mobility: float | None = F(default=None, ge=0, le=10)
-    odi: float | None = F(default=None, ge=0, le=100)
+    pain: StrictFloat | None = F(default=None, ge=0, le=10)
+    leg_pain: StrictFloat | None = F(default=None, ge=0, le=10)
+    mobility: StrictFloat | None = F(default=None, ge=0, le=10)
+    odi: StrictFloat | None = F(default=None, ge=0, le=100)
 
 
 class ProcedureFields(Strict):
-    performed_on: date
+    performed_on: Day
     treatment: Treatment
     cell_source: CellSource | None = None
     harvest: Harvest | None = None
@@ -107,7 +107,7 @@ class ProcedureCreate(ProcedureFields):
 
 
 class ProcedureUpdate(Strict):
-    performed_on: date | None = None
+    performed_on: Day | None = None
     treatment: Treatment | None = None
     cell_source: CellSource | None = None
     harvest: Harvest | None = None
@@ -165,12 +165,12 @@ class Procedure(SQLModel, table=True):
 
 class AdverseEventFields(Strict):
     procedure_id: uuid.UUID
-    onset_on: date
+    onset_on: Day
     kind: AdverseEventKind
-    grade: int = F(ge=1, le=5, description="CTCAE grade 1-5")
-    serious: bool = False
+    grade: StrictInt = F(ge=1, le=5, description="CTCAE grade 1-5")
+    serious: StrictBool = False
     description: Note | None = None
-    resolved_on: date | None = None
+    resolved_on: Day | None = None
 
 
 class AdverseEventCreate(AdverseEventFields):
@@ -178,12 +178,12 @@ class AdverseEventCreate(AdverseEventFields):
 
 
 class AdverseEventUpdate(Strict):
-    onset_on: date | None = None
+    onset_on: Day | None = None
     kind: AdverseEventKind | None = None
-    grade: int | None = F(default=None, ge=1, le=5)
-    serious: bool | None = None
+    grade: StrictInt | None = F(default=None, ge=1, le=5)
+    serious: StrictBool | None = None
     description: Note | None = None
-    resolved_on: date | None = None
+    resolved_on: Day | None = None
 
     _not_null = field_validator("onset_on", "kind", "grade", "serious")(not_null)
 

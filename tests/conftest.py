@@ -5,6 +5,7 @@ transactions, threads and crash tests need it); every table is emptied after eac
 """
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,17 @@ from tests import pg
 from tests.factories import World, build_world
 
 BACKENDS = ["sqlite", "postgresql"]
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:  # noqa: ARG001
+    """Random UUIDs in parameters get a fixed test id: pytest-xdist workers must collect the
+    same ids."""
+    if isinstance(val, str) and _UUID.fullmatch(val):
+        return f"{argname}-uuid"
+    return None
+
+
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
 

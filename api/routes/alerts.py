@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from api.db import SessionDep
+from api.db import DatabaseDep
 from api.deps import CLINICAL, AlertDep, AuditDep, PageDep, PrincipalDep
 from api.errors import problem_responses
 from api.services import alerts
@@ -17,8 +17,8 @@ router = APIRouter(prefix="/alerts", tags=["alerts"])
 @router.get(
     "", name="alert.list", dependencies=[CLINICAL], responses=problem_responses(401, 403, 422)
 )
-def list_alerts(
-    session: SessionDep,
+async def list_alerts(
+    database: DatabaseDep,
     principal: PrincipalDep,
     audit: AuditDep,
     page: PageDep,
@@ -27,8 +27,8 @@ def list_alerts(
     patient_id: uuid.UUID | None = None,
 ) -> Page[AlertPublic]:
     """The clinic's alerts, newest first."""
-    return alerts.list_alerts(
-        session,
+    return await database.run(
+        alerts.list_alerts,
         principal=principal,
         audit=audit,
         limit=page.limit,
@@ -45,16 +45,16 @@ def list_alerts(
     dependencies=[CLINICAL],
     responses=problem_responses(401, 403, 404, 409, 422),
 )
-def acknowledge(
+async def acknowledge(
     alert: AlertDep,
     principal: PrincipalDep,
-    session: SessionDep,
+    database: DatabaseDep,
     audit: AuditDep,
     body: AlertNote | None = None,
 ) -> AlertPublic:
     """Acknowledge an alert: someone is on it (the body, with a note, is optional)."""
     note = body.note if body else None
-    return alerts.acknowledge(session, alert=alert, by=principal, note=note, audit=audit)
+    return await database.run(alerts.acknowledge, alert=alert, by=principal, note=note, audit=audit)
 
 
 @router.post(
@@ -63,13 +63,13 @@ def acknowledge(
     dependencies=[CLINICAL],
     responses=problem_responses(401, 403, 404, 422),
 )
-def resolve(
+async def resolve(
     alert: AlertDep,
     principal: PrincipalDep,
-    session: SessionDep,
+    database: DatabaseDep,
     audit: AuditDep,
     body: AlertNote | None = None,
 ) -> AlertPublic:
     """Resolve an alert, with an optional note (the body is optional)."""
     note = body.note if body else None
-    return alerts.resolve(session, alert=alert, by=principal, note=note, audit=audit)
+    return await database.run(alerts.resolve, alert=alert, by=principal, note=note, audit=audit)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.db import SessionDep
+from api.db import DatabaseDep
 from api.deps import ADMIN, AuditDep, PageDep
 from api.errors import problem_responses
 from api.services import audit as audit_service
@@ -21,8 +21,8 @@ router = APIRouter(tags=["audit"])
     dependencies=[ADMIN],
     responses=problem_responses(401, 403, 422),
 )
-def list_audit_events(
-    session: SessionDep,
+async def list_audit_events(
+    database: DatabaseDep,
     audit: AuditDep,
     page: PageDep,
     patient_id: uuid.UUID | None = None,
@@ -30,8 +30,8 @@ def list_audit_events(
     action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_.]+$")] = None,
 ) -> Page[AuditEventPublic]:
     """Audit events, newest first, filtered by patient, actor or action."""
-    return audit_service.list_events(
-        session,
+    return await database.run(
+        audit_service.list_events,
         audit=audit,
         limit=page.limit,
         cursor=page.cursor,

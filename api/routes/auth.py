@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordRequestForm
 
 from api import security
-from api.db import DatabaseDep, SessionDep
+from api.db import DatabaseDep
 from api.deps import ANY_ROLE, AuditDep, PrincipalDep, SettingsDep, client_address
 from api.errors import problem_responses
 from api.services import auth, enrolment
@@ -38,11 +38,13 @@ async def issue_token(
 
 
 @router.post("/auth/refresh", name="auth.refresh", responses=problem_responses(401, 422))
-def refresh_token(
-    body: RefreshRequest, session: SessionDep, settings: SettingsDep, audit: AuditDep
+async def refresh_token(
+    body: RefreshRequest, database: DatabaseDep, settings: SettingsDep, audit: AuditDep
 ) -> TokenPair:
     """Trade a refresh token for a new pair; a reused refresh token revokes its sign-in."""
-    return auth.refresh(session, settings=settings, refresh_token=body.refresh_token, audit=audit)
+    return await database.run(
+        auth.refresh, settings=settings, refresh_token=body.refresh_token, audit=audit
+    )
 
 
 @router.post(
@@ -52,24 +54,24 @@ def refresh_token(
     dependencies=[ANY_ROLE],
     responses=problem_responses(401),
 )
-def logout(session: SessionDep, principal: PrincipalDep, audit: AuditDep) -> None:
+async def logout(database: DatabaseDep, principal: PrincipalDep, audit: AuditDep) -> None:
     """Sign out: every token of this sign-in stops working."""
-    auth.logout(session, principal=principal, audit=audit)
+    await database.run(auth.logout, principal=principal, audit=audit)
 
 
 @router.post(
     "/app/enrol", name="auth.enrol", status_code=201, responses=problem_responses(400, 422, 429)
 )
-def enrol(
+async def enrol(
     body: EnrolRequest,
     request: Request,
-    session: SessionDep,
+    database: DatabaseDep,
     settings: SettingsDep,
     audit: AuditDep,
 ) -> EnrolResponse:
     """Trade a clinician-issued enrolment code for the patient app's tokens."""
-    return enrolment.enrol(
-        session,
+    return await database.run(
+        enrolment.enrol,
         settings=settings,
         code=body.code,
         device_name=body.device_name,

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from api.db import SessionDep
+from api.db import DatabaseDep
 from api.deps import CLINICAL, AuditDep, PatientDep, PrincipalDep, SettingsDep
 from api.errors import problem_responses
 from api.services import enrolment
@@ -18,14 +18,14 @@ router = APIRouter(tags=["identity"])
     dependencies=[CLINICAL],
     responses=problem_responses(401, 403, 404, 422),
 )
-def create_enrolment_code(
+async def create_enrolment_code(
     patient: PatientDep,
-    session: SessionDep,
+    database: DatabaseDep,
     settings: SettingsDep,
     principal: PrincipalDep,
     audit: AuditDep,
 ) -> EnrolmentCodePublic:
     """Issue a single-use code (valid 72 hours) that the patient types into the app."""
-    return enrolment.issue_code(
-        session, settings=settings, patient=patient, by=principal, audit=audit
+    return await database.run(
+        enrolment.issue_code, settings=settings, patient=patient, by=principal, audit=audit
     )

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.db import SessionDep
+from api.db import DatabaseDep
 from api.deps import PATIENT, AuditDep, MeDep, MySymptomLogDep, PageDep, PrincipalDep
 from api.errors import problem_responses
 from api.routes.symptom_logs import answer_batch, answer_correction, answer_single
@@ -32,17 +32,17 @@ router = APIRouter(prefix="/me", tags=["patient app"])
     responses=problem_responses(401, 403, 409, 422)
     | {200: {"description": "A replay: the stored log"}},
 )
-def post_log(
+async def post_log(
     body: SymptomLogIn,
     me: MeDep,
     principal: PrincipalDep,
     response: Response,
-    session: SessionDep,
+    database: DatabaseDep,
     audit: AuditDep,
 ) -> SymptomLogPublic:
     """Record a check-in; resending the same client_id returns the stored log (200)."""
-    return answer_single(
-        session,
+    return await database.run(
+        answer_single,
         patient=me,
         body=body,
         source=LogSource.app,
@@ -58,11 +58,13 @@ def post_log(
     dependencies=[PATIENT],
     responses=problem_responses(401, 403, 413, 422),
 )
-def post_batch(
-    body: BatchIn, me: MeDep, principal: PrincipalDep, session: SessionDep, audit: AuditDep
+async def post_batch(
+    body: BatchIn, me: MeDep, principal: PrincipalDep, database: DatabaseDep, audit: AuditDep
 ) -> BatchResult:
     """Upload up to 500 check-ins kept offline; each is created, a duplicate, or rejected."""
-    return answer_batch(session, patient=me, body=body, by=principal.user_id, audit=audit)
+    return await database.run(
+        answer_batch, patient=me, body=body, by=principal.user_id, audit=audit
+    )
 
 
 @router.get(
@@ -71,9 +73,9 @@ def post_batch(
     dependencies=[PATIENT],
     responses=problem_responses(401, 403, 422),
 )
-def sync_logs(
+async def sync_logs(
     me: MeDep,
-    session: SessionDep,
+    database: DatabaseDep,
     audit: AuditDep,
     page: PageDep,
     since: Annotated[
@@ -81,8 +83,13 @@ def sync_logs(
     ] = None,
 ) -> Page[SymptomLogPublic]:
     """Everything received since a watermark (corrections included), oldest first."""
-    items, next_cursor = symptom_logs.sync_page(
-        session, patient=me, since=since, limit=page.limit, cursor=page.cursor, audit=audit
+    items, next_cursor = await database.run(
+        symptom_logs.sync_page,
+        patient=me,
+        since=since,
+        limit=page.limit,
+        cursor=page.cursor,
+        audit=audit,
     )
     return Page[SymptomLogPublic](items=items, next_cursor=next_cursor)
 
@@ -95,18 +102,18 @@ def sync_logs(
     responses=problem_responses(401, 403, 404, 409, 422)
     | {200: {"description": "A replay: the stored correction"}},
 )
-def correct_log(
+async def correct_log(
     body: CorrectionIn,
     me: MeDep,
     original: MySymptomLogDep,
     principal: PrincipalDep,
     response: Response,
-    session: SessionDep,
+    database: DatabaseDep,
     audit: AuditDep,
 ) -> SymptomLogPublic:
     """Correct one of your check-ins; the original stays readable and is superseded."""
-    return answer_correction(
-        session,
+    return await database.run(
+        answer_correction,
         patient=me,
         original=original,
         body=body,
@@ -123,9 +130,11 @@ def correct_log(
     dependencies=[PATIENT],
     responses=problem_responses(401, 403),
 )
-def read_check_ins(me: MeDep, session: SessionDep, audit: AuditDep) -> check_ins.CheckInSchedule:
+async def read_check_ins(
+    me: MeDep, database: DatabaseDep, audit: AuditDep
+) -> check_ins.CheckInSchedule:
     """When the next check-in is due, and the whole schedule on the procedure clock."""
-    return check_ins.schedule_for(session, patient=me, audit=audit)
+    return await database.run(check_ins.schedule_for, patient=me, audit=audit)
 
 
 @router.get(
@@ -134,6 +143,8 @@ def read_check_ins(me: MeDep, session: SessionDep, audit: AuditDep) -> check_ins
     dependencies=[PATIENT],
     responses=problem_responses(401, 403),
 )
-def read_progress(me: MeDep, session: SessionDep, audit: AuditDep) -> Progress:
+async def read_progress(me: MeDep, database: DatabaseDep, audit: AuditDep) -> Progress:
     """Your progress against the milestones of your latest procedure, compared with your own baseline."""
-    return progress.for_patient(session, patient=me, procedure_id=None, as_of=None, audit=audit)
+    return await database.run(
+        progress.for_patient, patient=me, procedure_id=None, as_of=None, audit=audit
+    )

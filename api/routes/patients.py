@@ -5,12 +5,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.db import SessionDep
+from api.db import DatabaseDep
 from api.deps import CLINICAL, AuditDep, IfMatchDep, PageDep, PatientDep, PrincipalDep
 from api.errors import problem_responses
 from api.services import patients, progress
 from api.services.concurrency import etag
-from models.base import Day
+from models.base import Day, ShortText
 from models.page import Page
 from models.patient import Candidacy, PatientCreate, PatientPublic, PatientUpdate, ProgressStatus
 from models.progress import Progress
@@ -25,15 +25,15 @@ router = APIRouter(prefix="/patients", tags=["patients"])
     dependencies=[CLINICAL],
     responses=problem_responses(401, 403, 409, 422),
 )
-def create_patient(
+async def create_patient(
     body: PatientCreate,
     response: Response,
-    session: SessionDep,
+    database: DatabaseDep,
     principal: PrincipalDep,
     audit: AuditDep,
 ) -> PatientPublic:
     """Register a patient (an admin names the clinic; a clinician's own clinic is implied)."""
-    patient = patients.create(session, data=body, by=principal, audit=audit)
+    patient = await database.run(patients.create, data=body, by=principal, audit=audit)
     response.headers["ETag"] = etag(patient.version)
     response.headers["Location"] = f"/v1/patients/{patient.id}"
     return patient
@@ -42,21 +42,22 @@ def create_patient(
 @router.get(
     "", name="patient.list", dependencies=[CLINICAL], responses=problem_responses(401, 403, 422)
 )
-def list_patients(
-    session: SessionDep,
+async def list_patients(
+    database: DatabaseDep,
     principal: PrincipalDep,
     audit: AuditDep,
     page: PageDep,
     q: Annotated[
-        str | None, Query(min_length=1, max_length=100, description="Part of a name or MRN")
+        # ShortText (1-100, no control characters): a NUL reaching PostgreSQL is a 500.
+        ShortText | None, Query(min_length=1, max_length=100, description="Part of a name or MRN")
     ] = None,
     progress_status: Annotated[
         ProgressStatus | None, Query(description="Status of the patient's current milestone")
     ] = None,
 ) -> Page[PatientPublic]:
     """List the clinic's patients (all clinics for an admin), optionally searching name or MRN."""
-    return patients.search(
-        session,
+    return await database.run(
+        patients.search,
         principal=principal,
         audit=audit,
         limit=page.limit,
@@ -72,12 +73,12 @@ def list_patients(
     dependencies=[CLINICAL],
     responses=problem_responses(401, 403, 404, 422),
 )
-def read_patient(
-    patient: PatientDep, response: Response, session: SessionDep, audit: AuditDep
+async def read_patient(
+    patient: PatientDep, response: Response, database: DatabaseDep, audit: AuditDep
 ) -> PatientPublic:
     """One patient, with an ETag for later updates."""
     response.headers["ETag"] = etag(patient.version)
-    return patients.read(session, patient=patient, audit=audit)
+    return await database.run(patients.read, patient=patient, audit=audit)
 
 
 @router.patch(
@@ -86,16 +87,18 @@ def read_patient(
     dependencies=[CLINICAL],
     responses=problem_responses(401, 403, 404, 409, 412, 422, 428),
 )
-def update_patient(
+async def update_patient(
     body: PatientUpdate,
     patient: PatientDep,
     if_match: IfMatchDep,
     response: Response,
-    session: SessionDep,
+    database: DatabaseDep,
     audit: AuditDep,
 ) -> PatientPublic:
     """Change a patient's fields; send If-Match with the ETag you read."""
-    updated = patients.update(session, patient=patient, data=body, if_match=if_match, audit=audit)
+    updated = await database.run(
+        patients.update, patient=patient, data=body, if_match=if_match, audit=audit
+    )
     response.headers["ETag"] = etag(updated.version)
     return updated
 
@@ -106,9 +109,9 @@ def update_patient(
     dependencies=[CLINICAL],
     responses=problem_responses(401, 403, 404, 422),
 )
-def read_candidacy(patient: PatientDep, session: SessionDep, audit: AuditDep) -> Candidacy:
+async def read_candidacy(patient: PatientDep, database: DatabaseDep, audit: AuditDep) -> Candidacy:
     """Whether the patient is a candidate, with reasons and missing evaluation steps."""
-    return patients.assess_candidacy(session, patient=patient, audit=audit)
+    return await database.run(patients.assess_candidacy, patient=patient, audit=audit)
 
 
 @router.get(
@@ -117,9 +120,9 @@ def read_candidacy(patient: PatientDep, session: SessionDep, audit: AuditDep) ->
     dependencies=[CLINICAL],
     responses=problem_responses(401, 403, 404, 422),
 )
-def read_progress(
+async def read_progress(
     patient: PatientDep,
-    session: SessionDep,
+    database: DatabaseDep,
     audit: AuditDep,
     procedure_id: uuid.UUID | None = None,
     as_of: Annotated[
@@ -127,6 +130,6 @@ def read_progress(
     ] = None,
 ) -> Progress:
     """Progress against the immediate, 1-3 month and 6-12+ month milestones, on one procedure's clock."""
-    return progress.for_patient(
-        session, patient=patient, procedure_id=procedure_id, as_of=as_of, audit=audit
+    return await database.run(
+        progress.for_patient, patient=patient, procedure_id=procedure_id, as_of=as_of, audit=audit
     )

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Response
 
-from api.db import SessionDep
+from api.db import DatabaseDep
 from api.deps import (
     CLINICAL,
     AdverseEventDep,
@@ -39,28 +39,30 @@ WRITE_ERRORS = problem_responses(401, 403, 404, 409, 412, 422, 428)
     dependencies=[CLINICAL],
     responses=problem_responses(401, 403, 404, 409, 422),
 )
-def create_procedure(
+async def create_procedure(
     body: ProcedureCreate,
     patient: PatientDep,
     response: Response,
-    session: SessionDep,
+    database: DatabaseDep,
     principal: PrincipalDep,
     audit: AuditDep,
 ) -> ProcedurePublic:
     """Record a procedure; a contraindicated patient needs override_reason (audited)."""
-    procedure = procedures.record(session, patient=patient, data=body, by=principal, audit=audit)
+    procedure = await database.run(
+        procedures.record, patient=patient, data=body, by=principal, audit=audit
+    )
     response.headers["ETag"] = etag(procedure.version)
     response.headers["Location"] = f"/v1/patients/{patient.id}/procedures/{procedure.id}"
     return procedure
 
 
 @router.get("/procedures", name="procedure.list", dependencies=[CLINICAL], responses=READ_ERRORS)
-def list_procedures(
-    patient: PatientDep, session: SessionDep, audit: AuditDep, page: PageDep
+async def list_procedures(
+    patient: PatientDep, database: DatabaseDep, audit: AuditDep, page: PageDep
 ) -> Page[ProcedurePublic]:
     """The patient's procedures, oldest first (repeat injections included)."""
-    return procedures.list_for(
-        session, patient=patient, audit=audit, limit=page.limit, cursor=page.cursor
+    return await database.run(
+        procedures.list_for, patient=patient, audit=audit, limit=page.limit, cursor=page.cursor
     )
 
 
@@ -70,12 +72,12 @@ def list_procedures(
     dependencies=[CLINICAL],
     responses=READ_ERRORS,
 )
-def read_procedure(
-    procedure: ProcedureDep, response: Response, session: SessionDep, audit: AuditDep
+async def read_procedure(
+    procedure: ProcedureDep, response: Response, database: DatabaseDep, audit: AuditDep
 ) -> ProcedurePublic:
     """One procedure, with an ETag for later corrections."""
     response.headers["ETag"] = etag(procedure.version)
-    return procedures.read(session, procedure=procedure, audit=audit)
+    return await database.run(procedures.read, procedure=procedure, audit=audit)
 
 
 @router.patch(
@@ -84,18 +86,23 @@ def read_procedure(
     dependencies=[CLINICAL],
     responses=WRITE_ERRORS,
 )
-def update_procedure(
+async def update_procedure(
     body: ProcedureUpdate,
     patient: PatientDep,
     procedure: ProcedureDep,
     if_match: IfMatchDep,
     response: Response,
-    session: SessionDep,
+    database: DatabaseDep,
     audit: AuditDep,
 ) -> ProcedurePublic:
     """Correct a procedure; send If-Match with the ETag you read."""
-    updated = procedures.update(
-        session, patient=patient, procedure=procedure, data=body, if_match=if_match, audit=audit
+    updated = await database.run(
+        procedures.update,
+        patient=patient,
+        procedure=procedure,
+        data=body,
+        if_match=if_match,
+        audit=audit,
     )
     response.headers["ETag"] = etag(updated.version)
     return updated
@@ -108,15 +115,15 @@ def update_procedure(
     dependencies=[CLINICAL],
     responses=problem_responses(401, 403, 404, 422),
 )
-def create_adverse_event(
+async def create_adverse_event(
     body: AdverseEventCreate,
     patient: PatientDep,
     response: Response,
-    session: SessionDep,
+    database: DatabaseDep,
     audit: AuditDep,
 ) -> AdverseEventPublic:
     """Record an adverse event tied to one of the patient's procedures."""
-    event = adverse_events.record(session, patient=patient, data=body, audit=audit)
+    event = await database.run(adverse_events.record, patient=patient, data=body, audit=audit)
     response.headers["ETag"] = etag(event.version)
     response.headers["Location"] = f"/v1/patients/{patient.id}/adverse-events/{event.id}"
     return event
@@ -125,12 +132,12 @@ def create_adverse_event(
 @router.get(
     "/adverse-events", name="adverse_event.list", dependencies=[CLINICAL], responses=READ_ERRORS
 )
-def list_adverse_events(
-    patient: PatientDep, session: SessionDep, audit: AuditDep, page: PageDep
+async def list_adverse_events(
+    patient: PatientDep, database: DatabaseDep, audit: AuditDep, page: PageDep
 ) -> Page[AdverseEventPublic]:
     """The patient's adverse events, by onset date."""
-    return adverse_events.list_for(
-        session, patient=patient, audit=audit, limit=page.limit, cursor=page.cursor
+    return await database.run(
+        adverse_events.list_for, patient=patient, audit=audit, limit=page.limit, cursor=page.cursor
     )
 
 
@@ -140,12 +147,12 @@ def list_adverse_events(
     dependencies=[CLINICAL],
     responses=READ_ERRORS,
 )
-def read_adverse_event(
-    event: AdverseEventDep, response: Response, session: SessionDep, audit: AuditDep
+async def read_adverse_event(
+    event: AdverseEventDep, response: Response, database: DatabaseDep, audit: AuditDep
 ) -> AdverseEventPublic:
     """One adverse event, with an ETag for later updates."""
     response.headers["ETag"] = etag(event.version)
-    return adverse_events.read(session, event=event, audit=audit)
+    return await database.run(adverse_events.read, event=event, audit=audit)
 
 
 @router.patch(
@@ -154,18 +161,23 @@ def read_adverse_event(
     dependencies=[CLINICAL],
     responses=WRITE_ERRORS,
 )
-def update_adverse_event(
+async def update_adverse_event(
     body: AdverseEventUpdate,
     patient: PatientDep,
     event: AdverseEventDep,
     if_match: IfMatchDep,
     response: Response,
-    session: SessionDep,
+    database: DatabaseDep,
     audit: AuditDep,
 ) -> AdverseEventPublic:
     """Update an adverse event (for example when it resolves); send If-Match."""
-    updated = adverse_events.update(
-        session, patient=patient, event=event, data=body, if_match=if_match, audit=audit
+    updated = await database.run(
+        adverse_events.update,
+        patient=patient,
+        event=event,
+        data=body,
+        if_match=if_match,
+        audit=audit,
     )
     response.headers["ETag"] = etag(updated.version)
     return updated

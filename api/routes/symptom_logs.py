@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlmodel import Session
 
-from api.db import SessionDep
+from api.db import DatabaseDep
 from api.deps import CLINICAL, AuditDep, PageDep, PatientDep, PrincipalDep, SymptomLogDep
 from api.errors import Conflict, RuleViolation, problem_responses
 from api.services import symptom_logs
@@ -109,17 +109,17 @@ def answer_correction(
     responses=problem_responses(401, 403, 404, 409, 422)
     | {200: {"description": "A replay: the stored log"}},
 )
-def post_log(
+async def post_log(
     body: SymptomLogIn,
     patient: PatientDep,
     principal: PrincipalDep,
     response: Response,
-    session: SessionDep,
+    database: DatabaseDep,
     audit: AuditDep,
 ) -> SymptomLogPublic:
     """Record a check-in for a patient (source: clinic)."""
-    return answer_single(
-        session,
+    return await database.run(
+        answer_single,
         patient=patient,
         body=body,
         source=LogSource.clinic,
@@ -135,17 +135,17 @@ def post_log(
     dependencies=[CLINICAL],
     responses=problem_responses(401, 403, 404, 422),
 )
-def list_logs(
+async def list_logs(
     patient: PatientDep,
-    session: SessionDep,
+    database: DatabaseDep,
     audit: AuditDep,
     page: PageDep,
     from_: Annotated[Day | None, Query(alias="from", description="First local date")] = None,
     to: Annotated[Day | None, Query(description="Last local date")] = None,
 ) -> Page[SymptomLogPublic]:
     """The patient's check-ins between two local dates, corrections and originals included."""
-    items, next_cursor = symptom_logs.range_page(
-        session,
+    items, next_cursor = await database.run(
+        symptom_logs.range_page,
         patient=patient,
         from_=from_,
         to=to,
@@ -164,18 +164,18 @@ def list_logs(
     responses=problem_responses(401, 403, 404, 409, 422)
     | {200: {"description": "A replay: the stored correction"}},
 )
-def correct_log(
+async def correct_log(
     body: CorrectionIn,
     patient: PatientDep,
     original: SymptomLogDep,
     principal: PrincipalDep,
     response: Response,
-    session: SessionDep,
+    database: DatabaseDep,
     audit: AuditDep,
 ) -> SymptomLogPublic:
     """Correct a check-in; the original stays readable and is superseded."""
-    return answer_correction(
-        session,
+    return await database.run(
+        answer_correction,
         patient=patient,
         original=original,
         body=body,

@@ -39,9 +39,14 @@ def start_login(
     if ip:
         keys.append(("address", security.keyed_hash(secret, ip)))
     throttle.check(session, keys=keys, window=_window(settings), now=utc_now())
-    user = session.exec(
-        select(UserAccount).where(UserAccount.email == email.strip().lower())
-    ).first()
+    # No account's email holds a NUL, and PostgreSQL refuses one in a query (a 500).
+    user = (
+        None
+        if "\x00" in email
+        else session.exec(
+            select(UserAccount).where(UserAccount.email == email.strip().lower())
+        ).first()
+    )
     session.rollback()
     if user is None:
         return LoginCandidate(None, None, keys)

@@ -88,11 +88,14 @@ def check_cell_source(draft: ProcedureDraft) -> list[FieldError]:
 
 
 def check_harvest(draft: ProcedureDraft) -> list[FieldError]:
-    expected = EXPECTED_HARVEST.get((draft.treatment, draft.cell_source))
+    # Only stem cells vary by source; a forbidden source on another treatment is its own error
+    # (check_cell_source) and must not hide this one.
+    source = draft.cell_source if draft.treatment == Treatment.stem_cell else None
+    expected = EXPECTED_HARVEST.get((draft.treatment, source))
     if expected is None or draft.harvest_method == expected:
         return []
-    if draft.cell_source is not None:
-        rule = _SOURCE_WORDS[draft.cell_source]
+    if source is not None:
+        rule = _SOURCE_WORDS[source]
     elif draft.treatment == Treatment.prp:
         rule = "PRP is prepared from the patient's blood: harvest by blood_draw"
     else:

@@ -215,6 +215,18 @@ def update(
 ) -> ProcedurePublic:
     locked = session.get_one(Procedure, procedure.id, with_for_update=True, populate_existing=True)
     if_match.check(locked.version)
+    if (
+        locked.override_reason
+        and "override_reason" in data.model_fields_set
+        and not data.override_reason
+    ):
+        # The written justification of an override is part of the record (and its audit trail).
+        raise RuleViolation(
+            "An override reason cannot be removed once recorded",
+            errors=[
+                FieldError("/override_reason", "cannot be removed; send a corrected reason instead")
+            ],
+        )
     _apply(locked, data.model_dump(exclude_unset=True), data)
     harvest = Harvest.model_validate(locked.harvest) if locked.harvest else None
     injections = [Injection.model_validate(i) for i in locked.injections]

@@ -382,8 +382,9 @@ def _b64(value: Any) -> str:
         "!!!!",
         _b64({"a": 1}),
         _b64([1, 2]),
-        _b64(["not-a-time", str(uuid.uuid4())]),
-        _b64(["2026-01-01T00:00:00", str(uuid.uuid4())]),  # no offset
+        # Fixed ids: pytest-xdist workers must collect identical test ids.
+        _b64(["not-a-time", "6f1c2b9e-8d5a-4e3b-9a7c-1d2e3f4a5b6c"]),
+        _b64(["2026-01-01T00:00:00", "6f1c2b9e-8d5a-4e3b-9a7c-1d2e3f4a5b6c"]),  # no offset
         _b64(["2026-01-01T00:00:00+00:00", "not-a-uuid"]),
         "x" * 600,
     ],
