@@ -76,9 +76,14 @@ def make_engine(
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if immediate:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    # Without `immediate` (the lookup engine) no BEGIN is sent: each SELECT runs in autocommit,
+    # which WAL answers from a consistent snapshot without any lock or extra round trip.
 
     return engine
 

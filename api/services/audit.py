@@ -8,12 +8,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, insert, or_
 from sqlmodel import Session, col, select
 
 from api.services.access import Principal
 from api.services.pagination import Cursor, decode_cursor, encode_cursor
 from models.audit import AuditEvent, AuditEventPublic, Outcome
+from models.base import utc_now
 from models.page import Page
 
 
@@ -59,8 +60,11 @@ class Audit:
     ) -> None:
         """Add this request's row to the session; the caller's commit writes it."""
         self.target(resource_id=resource_id, patient_id=patient_id)
-        session.add(
-            AuditEvent(
+        # A Core INSERT: every request writes one, and the ORM unit of work adds nothing here.
+        session.execute(
+            insert(AuditEvent).values(
+                id=uuid.uuid4(),
+                at=utc_now(),
                 actor_id=self.actor_id,
                 actor_role=self.actor_role,
                 clinic_id=self.clinic_id,
