@@ -1,18 +1,20 @@
 """Database engines and sessions: SQLite (default) or PostgreSQL.
 
-SQLite allows one writer at a time. A write transaction here takes the process's write turn (a
-lock) when it begins and gives it back once it has committed or rolled back, so writers queue in
-the process instead of sleeping in SQLite's busy handler (which turns lock waits into tail
-latency). Transactions hold the turn only while they run: the request's reads (who is calling,
-which patient) use a separate read session with a deferred BEGIN, which WAL never blocks, and the
-write session is closed as soon as the endpoint returns. Write transactions start with
-BEGIN IMMEDIATE, so another process (the CLI) waits on the busy timeout instead of failing on a
-stale snapshot. PostgreSQL needs none of this.
+Every request makes one trip to a worker thread: its use-case runs there in its own session
+(`Database.run`) and commits once. SQLite allows one writer at a time, so a use-case's
+transaction takes the process's write turn (a lock) when it begins and gives it back once it has
+committed or rolled back: writers queue in the process instead of sleeping in SQLite's busy
+handler, which turns lock waits into tail latency. The request's lookups (who is calling, which
+patient) do not take the turn: they run on a second engine in autocommit, which WAL answers
+from a snapshot without locks, right on the event loop because they take microseconds
+(`Database.read`). Write transactions start with BEGIN IMMEDIATE, so another process (the CLI)
+waits on the busy timeout instead of failing on a stale snapshot. PostgreSQL needs none of this:
+its lookups go to a worker thread and its writers run side by side.
 """
 
 import threading
 from _thread import LockType as Lock
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
@@ -175,25 +177,3 @@ async def get_database(request: Request) -> Database:
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
-
-
-async def get_session(database: DatabaseDep) -> AsyncIterator[Session]:
-    session = database.session()
-    try:
-        yield session
-    finally:
-        # Runs on the event loop right after the endpoint: an unfinished transaction is rolled
-        # back and the write turn given back without needing a worker thread.
-        session.close()
-
-
-async def get_read_session(database: DatabaseDep) -> AsyncIterator[Session]:
-    session = database.read_session()
-    try:
-        yield session
-    finally:
-        session.close()
-
-
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
