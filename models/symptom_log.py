@@ -10,12 +10,12 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Strict
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Strict, field_validator
 from pydantic import Field as F
 from sqlalchemy import JSON, Index, UniqueConstraint, text
 from sqlmodel import Column, Field, SQLModel
 
-from models.base import Note, enum_column, new_id, utc_column, utc_now
+from models.base import Note, enum_column, new_id, not_null, utc_column, utc_now
 from models.timezones import TimeZoneName
 
 
@@ -119,6 +119,9 @@ class CorrectionIn(BaseModel):
     recorded_at: Instant | None = None
     timezone: TimeZoneName | None = None
 
+    # Left out keeps the corrected log's value; null would clear a value every log has (a 500).
+    _not_null = field_validator("pain", "side_effects", "red_flags", "recorded_at")(not_null)
+
 
 class BatchIn(BaseModel):
     """Items are checked one by one, so one bad log does not cost the good ones."""
@@ -169,6 +172,8 @@ class SymptomLog(SQLModel, table=True):
         UniqueConstraint("patient_id", "client_id"),
         Index("ix_symptom_log_patient_id_local_date", "patient_id", "local_date"),
         Index("ix_symptom_log_patient_id_received_at_id", "patient_id", "received_at", "id"),
+        # The worsening check reads a log's neighbours in recorded order.
+        Index("ix_symptom_log_patient_id_recorded_at_id", "patient_id", "recorded_at", "id"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)

@@ -1,13 +1,15 @@
 """Clinic alerts: raised in the same transaction as the log that causes them, one open alert per
 patient and kind (a repeat bumps the open one), listed, acknowledged and resolved."""
 
-import itertools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, exists, or_
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from api.errors import Conflict
 from api.services import baseline as baseline_rules
@@ -74,11 +76,9 @@ def check_new_logs(
     *,
     patient: Patient,
     new_logs: Sequence[SymptomLog],
-    effective: Callable[[], Sequence[SymptomLog]],
     procedures: Sequence[Procedure],
 ) -> list[Alert]:
-    """Raise what the new logs call for. `effective` loads the patient's whole history, which
-    only a possible worsening pair needs."""
+    """Raise what the new logs call for (after they were flushed)."""
     raised = []
     flagged = [log for log in new_logs if log.red_flags]
     if flagged:
@@ -92,7 +92,7 @@ def check_new_logs(
                 details={"red_flags": flags},
             )
         )
-    if worsening := _worsening(session, new_logs, effective, procedures):
+    if worsening := _worsening(session, new_logs, procedures):
         raised.append(
             raise_alert(
                 session, patient=patient, kind=AlertKind.worsening, log_id=worsening, details={}
@@ -101,54 +101,85 @@ def check_new_logs(
     return raised
 
 
-def _could_worsen(
-    procedure: Procedure,
-    new_logs: Sequence[SymptomLog],
-    dates: list[ProcedureDate],
-    rule: dict[str, Any],
-) -> bool:
-    """Whether a new log is late on this procedure's clock and, with an explicit baseline, high
-    enough to be half of a worsening pair (so most check-ins skip the history load)."""
-    late = [
-        log
-        for log in new_logs
-        if index_procedure(dates, log.local_date)[0] == procedure.id
-        and (log.local_date - procedure.performed_on).days > rule["after_day"]
+def _effective_on(
+    patient_id: uuid.UUID, start: date, end: date | None
+) -> SelectOfScalar[SymptomLog]:
+    """Logs that no correction supersedes, with a local date in [start, end)."""
+    correction = aliased(SymptomLog)
+    query = select(SymptomLog).where(
+        SymptomLog.patient_id == patient_id,
+        col(SymptomLog.local_date) >= start,
+        ~exists().where(col(correction.corrects_id) == SymptomLog.id),
+    )
+    return query if end is None else query.where(col(SymptomLog.local_date) < end)
+
+
+def _baseline(
+    session: Session, procedure: Procedure, rules: dict[str, Any]
+) -> baseline_rules.Baseline | None:
+    """The procedure's explicit baseline, else the median of the bounded pre-procedure window."""
+    low, high = rules["baseline"]["window_days"]
+    first = procedure.performed_on + timedelta(days=low)
+    window = session.exec(
+        _effective_on(
+            procedure.patient_id, first, procedure.performed_on + timedelta(days=high + 1)
+        )
+    ).all()
+    points = [
+        baseline_rules.LogPoint(
+            day=(log.local_date - procedure.performed_on).days,
+            pain=log.pain,
+            leg_pain=log.leg_pain,
+            mobility=log.mobility,
+            odi=log.odi,
+        )
+        for log in window
     ]
-    if procedure.baseline_pain is None:
-        return bool(late)
-    return any(log.pain >= procedure.baseline_pain + rule["rise_points"] for log in late)
+    return baseline_rules.compute(_explicit(procedure), points, rules)
+
+
+def _neighbour_is_high(
+    session: Session, clock: SelectOfScalar[SymptomLog], log: SymptomLog, threshold: float
+) -> bool:
+    """Whether the log just before or just after this one on the clock is high too."""
+    at, key = col(SymptomLog.recorded_at), col(SymptomLog.id)
+    before = clock.where(or_(at < log.recorded_at, and_(at == log.recorded_at, key < log.id)))
+    after = clock.where(or_(at > log.recorded_at, and_(at == log.recorded_at, key > log.id)))
+    return any(
+        (neighbour := session.exec(query.limit(1)).first()) is not None
+        and neighbour.pain >= threshold
+        for query in (before.order_by(at.desc(), key.desc()), after.order_by(at, key))
+    )
 
 
 def _worsening(
-    session: Session,
-    new_logs: Sequence[SymptomLog],
-    effective: Callable[[], Sequence[SymptomLog]],
-    procedures: Sequence[Procedure],
+    session: Session, new_logs: Sequence[SymptomLog], procedures: Sequence[Procedure]
 ) -> uuid.UUID | None:
-    """Two consecutive logs after day 14 both with pain >= baseline + 2 (CLINICAL.md)."""
+    """Two consecutive logs after day 14, both with pain >= baseline + 2 (CLINICAL.md), one of
+    them new. Bounded queries: the baseline window and each high new log's two neighbours."""
     dates = [ProcedureDate(p.id, p.performed_on) for p in procedures]
-    new_ids = {log.id for log in new_logs}
-    history: Sequence[SymptomLog] | None = None
     for procedure in procedures:
         rules = protocols.rules(session, procedure.protocol_id, procedure.protocol_version)
         rule = rules["worsening"]
-        if not _could_worsen(procedure, new_logs, dates, rule):
-            continue
-        history = effective() if history is None else history
-        points = _points_for(procedure, history, dates)
-        base = baseline_rules.compute(_explicit(procedure), [p for _, p in points], rules)
+        late = [
+            log
+            for log in new_logs
+            if index_procedure(dates, log.local_date)[0] == procedure.id
+            and (log.local_date - procedure.performed_on).days > rule["after_day"]
+        ]
+        base = _baseline(session, procedure, rules) if late else None
         if base is None or base["pain"] is None:
             continue
         threshold = base["pain"] + rule["rise_points"]
-        late = [(log, point) for log, point in points if point.day > rule["after_day"]]
-        for (a, pa), (b, pb) in itertools.pairwise(late):
-            if (
-                (a.id in new_ids or b.id in new_ids)
-                and pa.pain >= threshold
-                and pb.pain >= threshold
-            ):
-                return b.id
+        later = [p.performed_on for p in procedures if p.performed_on > procedure.performed_on]
+        clock = _effective_on(
+            procedure.patient_id,
+            procedure.performed_on + timedelta(days=rule["after_day"] + 1),
+            min(later) if later else None,
+        )
+        for log in sorted(late, key=lambda item: (item.recorded_at, str(item.id))):
+            if log.pain >= threshold and _neighbour_is_high(session, clock, log, threshold):
+                return log.id
     return None
 
 
@@ -159,30 +190,6 @@ def _explicit(procedure: Procedure) -> dict[str, float | None]:
         "mobility": procedure.baseline_mobility,
         "odi": procedure.baseline_odi,
     }
-
-
-def _points_for(
-    procedure: Procedure, logs: Sequence[SymptomLog], dates: list[ProcedureDate]
-) -> list[tuple[SymptomLog, baseline_rules.LogPoint]]:
-    """Logs on this procedure's clock: its own (index procedure) logs, plus earlier ones for the baseline."""
-    points = []
-    for log in sorted(logs, key=lambda item: (item.recorded_at, str(item.id))):
-        index_id, _ = index_procedure(dates, log.local_date)
-        day = (log.local_date - procedure.performed_on).days
-        if index_id == procedure.id or day < 0:
-            points.append(
-                (
-                    log,
-                    baseline_rules.LogPoint(
-                        day=day,
-                        pain=log.pain,
-                        leg_pain=log.leg_pain,
-                        mobility=log.mobility,
-                        odi=log.odi,
-                    ),
-                )
-            )
-    return points
 
 
 def to_public(alert: Alert) -> AlertPublic:

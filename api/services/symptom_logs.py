@@ -223,7 +223,6 @@ def ingest(
             session,
             patient=patient,
             new_logs=created,
-            effective=lambda: effective_logs(session, patient.id),
             procedures=procedures_of(session, patient.id),
         )
     single = None if batch else outcomes[0]
@@ -304,7 +303,6 @@ def correct(
             session,
             patient=patient,
             new_logs=[outcome.log],
-            effective=lambda: effective_logs(session, patient.id),
             procedures=procedures_of(session, patient.id),
         )
     if outcome.status in ("created", "duplicate"):
