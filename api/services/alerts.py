@@ -118,6 +118,9 @@ def _baseline(
     session: Session, procedure: Procedure, rules: dict[str, Any]
 ) -> baseline_rules.Baseline | None:
     """The procedure's explicit baseline, else the median of the bounded pre-procedure window."""
+    explicit = _explicit(procedure)
+    if any(value is not None for value in explicit.values()):
+        return baseline_rules.compute(explicit, [], rules)
     low, high = rules["baseline"]["window_days"]
     first = procedure.performed_on + timedelta(days=low)
     window = session.exec(
@@ -135,7 +138,7 @@ def _baseline(
         )
         for log in window
     ]
-    return baseline_rules.compute(_explicit(procedure), points, rules)
+    return baseline_rules.compute(None, points, rules)
 
 
 def _neighbour_is_high(
