@@ -101,15 +101,19 @@ def check_new_logs(
     return raised
 
 
+# One alias for the whole process: a new alias per query is costly and defeats SQLAlchemy's
+# statement cache.
+_CORRECTION = aliased(SymptomLog)
+
+
 def _effective_on(
     patient_id: uuid.UUID, start: date, end: date | None
 ) -> SelectOfScalar[SymptomLog]:
     """Logs that no correction supersedes, with a local date in [start, end)."""
-    correction = aliased(SymptomLog)
     query = select(SymptomLog).where(
         SymptomLog.patient_id == patient_id,
         col(SymptomLog.local_date) >= start,
-        ~exists().where(col(correction.corrects_id) == SymptomLog.id),
+        ~exists().where(col(_CORRECTION.corrects_id) == SymptomLog.id),
     )
     return query if end is None else query.where(col(SymptomLog.local_date) < end)
 

@@ -17,6 +17,9 @@ from models.audit import AuditEvent, AuditEventPublic, Outcome
 from models.base import utc_now
 from models.page import Page
 
+# Built once; every request executes it with its own values.
+_INSERT = insert(AuditEvent)
+
 
 @dataclass
 class Audit:
@@ -61,23 +64,24 @@ class Audit:
         """Add this request's row to the session; the caller's commit writes it."""
         self.target(resource_id=resource_id, patient_id=patient_id)
         # A Core INSERT: every request writes one, and the ORM unit of work adds nothing here.
-        session.execute(
-            insert(AuditEvent).values(
-                id=uuid.uuid4(),
-                at=utc_now(),
-                actor_id=self.actor_id,
-                actor_role=self.actor_role,
-                clinic_id=self.clinic_id,
-                action=self.action,
-                resource_type=self.resource_type,
-                resource_id=self.resource_id,
-                patient_id=self.patient_id,
-                outcome=outcome,
-                status_code=status_code,
-                request_id=self.request_id,
-                ip=self.ip,
-                reason=self.reason,
-            )
+        session.connection().execute(
+            _INSERT,
+            {
+                "id": uuid.uuid4(),
+                "at": utc_now(),
+                "actor_id": self.actor_id,
+                "actor_role": self.actor_role,
+                "clinic_id": self.clinic_id,
+                "action": self.action,
+                "resource_type": self.resource_type,
+                "resource_id": self.resource_id,
+                "patient_id": self.patient_id,
+                "outcome": outcome,
+                "status_code": status_code,
+                "request_id": self.request_id,
+                "ip": self.ip,
+                "reason": self.reason,
+            },
         )
         self.recorded = True
 

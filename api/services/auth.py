@@ -4,8 +4,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import bindparam, update
 from sqlalchemy import select as sa_select
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from api import security
@@ -136,24 +136,31 @@ def _is_live(token: AuthToken, family: AuthSession, now: datetime) -> bool:
     return family.revoked_at is None and token.expires_at > now
 
 
+# Built once: every request runs it.
+_TOKEN_LOOKUP = (
+    sa_select(
+        col(UserAccount.id),
+        col(UserAccount.role),
+        col(UserAccount.clinic_id),
+        col(UserAccount.patient_id),
+        col(AuthSession.id),
+        col(AuthSession.revoked_at),
+        col(AuthToken.expires_at),
+    )
+    .join(AuthSession, col(AuthSession.id) == AuthToken.session_id)
+    .join(UserAccount, col(UserAccount.id) == AuthSession.user_id)
+    .where(
+        col(AuthToken.token_hash) == bindparam("token_hash"),
+        col(AuthToken.kind) == TokenKind.access,
+    )
+)
+
+
 def authenticate(session: Session, *, settings: Settings, token: str) -> Principal:
     """The caller behind an access token; every request runs this, so it selects plain
     columns in one query rather than three ORM objects."""
     token_hash = security.keyed_hash(settings.secret_key.get_secret_value(), token)
-    row = session.execute(
-        sa_select(
-            col(UserAccount.id),
-            col(UserAccount.role),
-            col(UserAccount.clinic_id),
-            col(UserAccount.patient_id),
-            col(AuthSession.id),
-            col(AuthSession.revoked_at),
-            col(AuthToken.expires_at),
-        )
-        .join(AuthSession, col(AuthSession.id) == AuthToken.session_id)
-        .join(UserAccount, col(UserAccount.id) == AuthSession.user_id)
-        .where(col(AuthToken.token_hash) == token_hash, col(AuthToken.kind) == TokenKind.access)
-    ).first()
+    row = session.execute(_TOKEN_LOOKUP, {"token_hash": token_hash}).first()
     if row is None or row[5] is not None or row[6] <= utc_now():
         raise Unauthorized()
     user_id, role, clinic_id, patient_id, session_id = row[:5]

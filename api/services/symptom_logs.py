@@ -11,7 +11,7 @@ from datetime import timezone as dt_timezone
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, bindparam, or_
 from sqlmodel import Session, col, select
 
 from api.errors import FieldError
@@ -81,9 +81,13 @@ def _client_id_of(raw: Any) -> uuid.UUID | None:
         return None
 
 
+# Statements built once: constructing them per request costs more than running them.
+_LOCK_PATIENT = select(Patient.id).where(Patient.id == bindparam("patient_id")).with_for_update()
+
+
 def _lock_patient(session: Session, patient_id: uuid.UUID) -> None:
     """Serialise one patient's log writes (PostgreSQL row lock; SQLite writes are serial anyway)."""
-    session.exec(select(Patient.id).where(Patient.id == patient_id).with_for_update()).one()
+    session.exec(_LOCK_PATIENT, params={"patient_id": patient_id}).one()
 
 
 def _build(
@@ -170,14 +174,19 @@ def effective_logs(session: Session, patient_id: uuid.UUID) -> list[SymptomLog]:
     return [log for log in logs if log.id not in superseded]
 
 
+_PROCEDURES = (
+    select(Procedure)
+    .where(Procedure.patient_id == bindparam("patient_id"))
+    .order_by(col(Procedure.performed_on), col(Procedure.id))
+)
+
+
 def procedures_of(session: Session, patient_id: uuid.UUID) -> list[Procedure]:
-    return list(
-        session.exec(
-            select(Procedure)
-            .where(Procedure.patient_id == patient_id)
-            .order_by(col(Procedure.performed_on), col(Procedure.id))
-        )
-    )
+    """The patient's procedures by date, read once per session (a use-case asks several times)."""
+    memo: dict[uuid.UUID, list[Procedure]] = session.info.setdefault("procedures_of", {})
+    if patient_id not in memo:
+        memo[patient_id] = list(session.exec(_PROCEDURES, params={"patient_id": patient_id}))
+    return memo[patient_id]
 
 
 def ingest(
