@@ -99,6 +99,8 @@ def _no_control_line(value: str) -> str:
     return value
 
 
+no_control_line = _no_control_line
+
 # One-line text: names, codes, identifiers.
 Line = Annotated[str, AfterValidator(_no_control_line)]
 Name = Annotated[Line, Field(min_length=1, max_length=200)]
@@ -116,8 +118,19 @@ def _iso_date_text(value: Any) -> Any:
     return value
 
 
+# Far enough from date.min/max that day arithmetic and time zone shifts cannot overflow (a 500
+# for "0001-01-01"), and wider than any patient's life or treatment.
+EARLIEST_DAY, LATEST_DAY = date(1900, 1, 1), date(2999, 12, 31)
+
+
+def plausible_day(value: date) -> date:
+    if not EARLIEST_DAY <= value <= LATEST_DAY:
+        raise ValueError(f"must be between {EARLIEST_DAY} and {LATEST_DAY}")
+    return value
+
+
 # A calendar date sent as `YYYY-MM-DD` (API.md); pydantic alone also takes Unix times ("0").
-Day = Annotated[date, BeforeValidator(_iso_date_text)]
+Day = Annotated[date, BeforeValidator(_iso_date_text), AfterValidator(plausible_day)]
 
 
 def not_null(value: Any) -> Any:

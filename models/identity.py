@@ -5,12 +5,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import EmailStr
+from pydantic import AfterValidator, EmailStr
 from pydantic import Field as PydanticField
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-from models.base import Line, Name, enum_column, new_id, utc_column, utc_now
+from models.base import Line, Name, enum_column, new_id, no_control_line, utc_column, utc_now
 from models.timezones import TimeZoneName
 
 
@@ -60,7 +60,9 @@ class UserAccount(SQLModel, table=True):
     created_at: datetime = utc_column(default_factory=utc_now)
 
 
-Password = Annotated[str, PydanticField(min_length=15, max_length=128)]
+Password = Annotated[
+    str, PydanticField(min_length=15, max_length=128), AfterValidator(no_control_line)
+]
 
 
 class UserCreate(SQLModel):

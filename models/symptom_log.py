@@ -10,12 +10,20 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Strict, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Strict,
+    field_validator,
+)
 from pydantic import Field as F
 from sqlalchemy import JSON, Index, UniqueConstraint, text
 from sqlmodel import Column, Field, SQLModel
 
-from models.base import Note, enum_column, new_id, not_null, utc_column, utc_now
+from models.base import Note, enum_column, new_id, not_null, plausible_day, utc_column, utc_now
 from models.timezones import TimeZoneName
 
 
@@ -70,8 +78,16 @@ def _rfc3339_text(value: Any) -> Any:
     return value
 
 
-# RFC 3339 text with an offset; numbers (Unix times) and naive times are refused.
-Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+def _plausible_instant(value: datetime) -> datetime:
+    plausible_day(value.date())
+    return value
+
+
+# RFC 3339 text with an offset; numbers (Unix times), naive times and years outside
+# 1900-2999 (which overflow once converted to UTC or a zone) are refused.
+Instant = Annotated[
+    AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_plausible_instant)
+]
 
 
 class Symptoms(BaseModel):

@@ -340,3 +340,15 @@ def test_me_returns_own_patient_account(
 
 def test_me_without_token_is_401(client: TestClient, world: World) -> None:  # noqa: ARG001
     assert_problem(client.get("/v1/users/me"), 401)
+
+
+def test_a_password_with_a_control_character_is_422(client: TestClient, world: World) -> None:
+    body = {
+        "email": "nul@example.org",
+        "password": "correct horse\x00battery staple",
+        "role": "clinician",
+        "clinic_id": str(world.clinic_a.id),
+    }
+    response = client.post("/v1/users", json=body, headers=world.headers("admin"))
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["pointer"] == "/password"
