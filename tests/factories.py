@@ -19,13 +19,17 @@ PASSWORD_HASH = security.hash_password(PASSWORD)
 
 
 def make_clinic(db: Session, **overrides: Any) -> Clinic:
-    clinic = Clinic(**({"name": f"Clinic {uuid.uuid4().hex[:6]}", "timezone": "Europe/Berlin"} | overrides))
+    clinic = Clinic(
+        **({"name": f"Clinic {uuid.uuid4().hex[:6]}", "timezone": "Europe/Berlin"} | overrides)
+    )
     db.add(clinic)
     db.commit()
     return clinic
 
 
-def make_user(db: Session, *, role: Role, clinic: Clinic | None = None, **overrides: Any) -> UserAccount:
+def make_user(
+    db: Session, *, role: Role, clinic: Clinic | None = None, **overrides: Any
+) -> UserAccount:
     values = {
         "email": f"{role.value}-{uuid.uuid4().hex[:8]}@example.org",
         "password_hash": PASSWORD_HASH,
@@ -68,8 +72,9 @@ def token_for(db: Session, settings: Settings, user: UserAccount) -> str:
 
 
 def patient_token(db: Session, settings: Settings, patient: Patient) -> str:
-    user = make_user(db, role=Role.patient, clinic=None, email=None, password_hash=None,
-                     patient_id=patient.id)
+    user = make_user(
+        db, role=Role.patient, clinic=None, email=None, password_hash=None, patient_id=patient.id
+    )
     user.clinic_id = patient.clinic_id
     db.add(user)
     db.commit()
@@ -112,5 +117,14 @@ def build_world(db: Session, settings: Settings) -> World:
         "patient_a": patient_token(db, settings, patient_a),
         "patient_b": patient_token(db, settings, patient_b),
     }
-    return World(clinic_a, clinic_b, admin, clinician_a, clinician_b, researcher_a,
-                 patient_a, patient_b, tokens)
+    return World(
+        clinic_a,
+        clinic_b,
+        admin,
+        clinician_a,
+        clinician_b,
+        researcher_a,
+        patient_a,
+        patient_b,
+        tokens,
+    )

@@ -1029,4 +1029,3 @@ def test_create_on_unknown_patient_is_404(client: TestClient, world: World, db: 
     )
     assert_problem(response, 404)
     assert count_procedures(db) == 0
-
