@@ -8,7 +8,7 @@ before any loader can answer 404.
 
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.params import Depends as DependsParam
@@ -16,7 +16,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session
 
 from api.config import Settings
-from api.db import DatabaseDep
+from api.db import Database, DatabaseDep
 from api.errors import Forbidden, NotFound, Unauthorized
 from api.services import auth
 from api.services.access import Principal
@@ -103,6 +103,24 @@ def _get(session: Session, model: type[T], key: uuid.UUID) -> T | None:
     return session.get(model, key)
 
 
+class _PatientRecord(Protocol):
+    patient_id: uuid.UUID
+
+
+R = TypeVar("R", bound=_PatientRecord)
+
+
+async def _owned_by(
+    database: Database, audit: Audit, model: type[R], key: uuid.UUID, patient: Patient, label: str
+) -> R:
+    """A record of the patient in the path (or of the calling patient); 404 for anyone else's."""
+    audit.target(resource_id=key)
+    record = await database.read(_get, model, key)
+    if record is None or record.patient_id != patient.id:
+        raise NotFound(f"{label} not found")
+    return record
+
+
 async def load_patient(
     patient_id: uuid.UUID, database: DatabaseDep, principal: PrincipalDep, audit: AuditDep
 ) -> Patient:
@@ -134,11 +152,7 @@ MeDep = Annotated[Patient, Depends(load_me)]
 async def load_symptom_log(
     log_id: uuid.UUID, patient: PatientDep, database: DatabaseDep, audit: AuditDep
 ) -> SymptomLog:
-    audit.target(resource_id=log_id)
-    log = await database.read(_get, SymptomLog, log_id)
-    if log is None or log.patient_id != patient.id:
-        raise NotFound("Symptom log not found")
-    return log
+    return await _owned_by(database, audit, SymptomLog, log_id, patient, "Symptom log")
 
 
 SymptomLogDep = Annotated[SymptomLog, Depends(load_symptom_log)]
@@ -147,11 +161,7 @@ SymptomLogDep = Annotated[SymptomLog, Depends(load_symptom_log)]
 async def load_my_symptom_log(
     log_id: uuid.UUID, me: MeDep, database: DatabaseDep, audit: AuditDep
 ) -> SymptomLog:
-    audit.target(resource_id=log_id)
-    log = await database.read(_get, SymptomLog, log_id)
-    if log is None or log.patient_id != me.id:
-        raise NotFound("Symptom log not found")
-    return log
+    return await _owned_by(database, audit, SymptomLog, log_id, me, "Symptom log")
 
 
 MySymptomLogDep = Annotated[SymptomLog, Depends(load_my_symptom_log)]
@@ -174,11 +184,7 @@ AlertDep = Annotated[Alert, Depends(load_alert)]
 async def load_procedure(
     procedure_id: uuid.UUID, patient: PatientDep, database: DatabaseDep, audit: AuditDep
 ) -> Procedure:
-    audit.target(resource_id=procedure_id)
-    procedure = await database.read(_get, Procedure, procedure_id)
-    if procedure is None or procedure.patient_id != patient.id:
-        raise NotFound("Procedure not found")
-    return procedure
+    return await _owned_by(database, audit, Procedure, procedure_id, patient, "Procedure")
 
 
 ProcedureDep = Annotated[Procedure, Depends(load_procedure)]
@@ -187,11 +193,9 @@ ProcedureDep = Annotated[Procedure, Depends(load_procedure)]
 async def load_adverse_event(
     adverse_event_id: uuid.UUID, patient: PatientDep, database: DatabaseDep, audit: AuditDep
 ) -> AdverseEvent:
-    audit.target(resource_id=adverse_event_id)
-    event = await database.read(_get, AdverseEvent, adverse_event_id)
-    if event is None or event.patient_id != patient.id:
-        raise NotFound("Adverse event not found")
-    return event
+    return await _owned_by(
+        database, audit, AdverseEvent, adverse_event_id, patient, "Adverse event"
+    )
 
 
 AdverseEventDep = Annotated[AdverseEvent, Depends(load_adverse_event)]
