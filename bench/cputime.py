@@ -24,3 +24,39 @@ def machine_busy_seconds() -> float:
     ticks = [int(n) for n in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = ticks[:8]
     return (user + nice + system + irq + softirq + steal) * TICK_S
+
+
+def processes() -> dict[int, tuple[str, float]]:
+    """Every process's name and user + system CPU seconds so far (to name the other load)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name = text[text.find("(") + 1 : text.rfind(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        table[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) * TICK_S)
+    return table
+
+
+def busiest(
+    before: dict[int, tuple[str, float]],
+    after: dict[int, tuple[str, float]],
+    *,
+    exclude: set[int],
+    seconds: float,
+    count: int = 3,
+) -> list[tuple[str, float]]:
+    """The `count` processes (not in `exclude`) that used the most CPU between two snapshots:
+    (name, percent of a core)."""
+    used = []
+    for pid, (name, total) in after.items():
+        if pid in exclude:
+            continue
+        spent = total - before.get(pid, (name, 0.0))[1]
+        if spent > 0:
+            used.append((f"{name}[{pid}]", 100 * spent / seconds if seconds else 0.0))
+    return sorted(used, key=lambda item: -item[1])[:count]

@@ -22,10 +22,12 @@ import cputime
 import httpx
 import servers
 from loadgen import LoadRequest, WrkResult, ensure_wrk, run_wrk
-from report import Measured, Outcome, print_outcome, write_json
-from scenarios import SCENARIOS, Scenario, by_name
+from report import Measured, Outcome, print_outcome, print_summary, write_json
+from scenarios import HTTP_TIMEOUT_S, SCENARIOS, Scenario, by_name
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DURATION_S = 15  # a scenario's measured seconds unless it or --duration says otherwise
+CONNECTIONS = 32
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -33,14 +35,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--scenario", help="run only this one: " + ", ".join(s.name for s in SCENARIOS)
     )
-    parser.add_argument("--duration", type=int, default=15, help="measured seconds (default 15)")
+    parser.add_argument(
+        "--duration",
+        type=int,
+        help=f"measured seconds, for every scenario (default: the scenario's, else {DURATION_S})",
+    )
     parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds (default 3)")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help=f"wrk connections, for every scenario (default: the scenario's, else {CONNECTIONS})",
+    )
     args = parser.parse_args(argv)
     # The service's access token lasts 15 minutes: stay well inside it.
-    if not 1 <= args.duration <= 600 or not 0 <= args.warmup <= 60:
-        parser.error("--duration must be 1..600 and --warmup 0..60 seconds")
-    if not 1 <= args.connections <= 10_000:
+    if args.duration is not None and not 1 <= args.duration <= 600:
+        parser.error("--duration must be 1..600 seconds")
+    if not 0 <= args.warmup <= 60:
+        parser.error("--warmup must be 0..60 seconds")
+    if args.connections is not None and not 1 <= args.connections <= 10_000:
         parser.error("--connections must be 1..10000")
     return args
 
@@ -59,29 +71,50 @@ class Runner:
         self.args, self.wrk, self.workdir = args, wrk, workdir
         self.server_cpu, self.load_cpu = pick_cpus()
 
-    def wrk_run(self, base_url: str, request: LoadRequest, label: str, seconds: int) -> WrkResult:
+    def duration(self, scenario: Scenario) -> int:
+        return self.args.duration or scenario.duration or DURATION_S
+
+    def connections(self, scenario: Scenario) -> int:
+        return self.args.connections or scenario.connections or CONNECTIONS
+
+    def wrk_run(
+        self, base_url: str, request: LoadRequest, label: str, seconds: int, connections: int
+    ) -> WrkResult:
         return run_wrk(
             self.wrk,
             base_url + request.path,
             request,
             script_path=self.workdir / f"{label}.lua",
             seconds=seconds,
-            connections=self.args.connections,
+            connections=connections,
             cpu=self.load_cpu,
         )
 
-    def load(self, server: servers.Server, request: LoadRequest) -> Measured:
+    def load(self, server: servers.Server, request: LoadRequest, scenario: Scenario) -> Measured:
         """A warm-up (its figures are dropped), then the measured run."""
-        warmup, duration = self.args.warmup, self.args.duration
-        print(f"  {server.name}: warm-up {warmup} s, measuring {duration} s", flush=True)
+        warmup, duration = self.args.warmup, self.duration(scenario)
+        connections = self.connections(scenario)
+        print(
+            f"  {server.name}: warm-up {warmup} s, measuring {duration} s,"
+            f" {connections} connections",
+            flush=True,
+        )
         if warmup:
-            self.wrk_run(server.base_url, request, server.name, warmup)
-        before = self.cpu_times(server)
-        result = self.wrk_run(server.base_url, request, server.name, duration)
+            self.wrk_run(server.base_url, request, server.name, warmup, connections)
+        before, table = self.cpu_times(server), cputime.processes()
+        result = self.wrk_run(server.base_url, request, server.name, duration, connections)
         server_s, wrk_s, busy_s = (
             a - b for a, b in zip(self.cpu_times(server), before, strict=True)
         )
-        return Measured(result, server_cpu_s=server_s, other_cpu_s=busy_s - server_s - wrk_s)
+        others = cputime.busiest(
+            table, cputime.processes(), exclude={server.pid, os.getpid()}, seconds=result.seconds
+        )
+        return Measured(
+            result,
+            server_cpu_s=server_s,
+            other_cpu_s=busy_s - server_s - wrk_s,
+            busiest_others=others,
+        )
 
     @staticmethod
     def cpu_times(server: servers.Server) -> tuple[float, float, float]:
@@ -95,22 +128,28 @@ class Runner:
     def scenario(self, scenario: Scenario) -> Outcome:
         print(f"\n[{scenario.name}]", flush=True)
         with servers.baseline(self.workdir, f"baseline-{scenario.name}.db", self.server_cpu) as bl:
-            baseline = self.load(bl, scenario.baseline)
+            baseline = self.load(bl, scenario.baseline, scenario)
         db_name = f"service-{scenario.name}.db"
         with servers.service(self.workdir, db_name, self.server_cpu) as (server, admin):
-            with httpx.Client(base_url=server.base_url, timeout=30) as client:
+            print("  service: preparing (through the API)", flush=True)
+            with httpx.Client(base_url=server.base_url, timeout=HTTP_TIMEOUT_S) as client:
                 request = scenario.prepare(client, admin)
-            service = self.load(server, request)
-        return Outcome(scenario=scenario, baseline=baseline, service=service)
+            service = self.load(server, request, scenario)
+        return Outcome(
+            scenario=scenario,
+            baseline=baseline,
+            service=service,
+            connections=self.connections(scenario),
+        )
 
     def context(self) -> dict[str, Any]:
         version = subprocess.run([self.wrk, "-v"], capture_output=True, text=True, timeout=10)
         return {
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "settings": {
-                "duration_s": self.args.duration,
+                "duration_s": self.args.duration,  # None: each scenario's own
                 "warmup_s": self.args.warmup,
-                "connections": self.args.connections,
+                "connections": self.args.connections,  # None: each scenario's own
                 "wrk_threads": 1,
                 "server_cpu": self.server_cpu,
                 "wrk_cpu": self.load_cpu,
@@ -137,7 +176,15 @@ def main(argv: list[str]) -> int:
     try:
         runner = Runner(args, wrk, workdir)
         context = runner.context()
-        outcomes = [runner.scenario(scenario) for scenario in chosen]
+        outcomes: list[Outcome] = []
+        failed: list[str] = []
+        for scenario in chosen:
+            try:
+                outcomes.append(runner.scenario(scenario))
+            except (RuntimeError, ValueError, httpx.HTTPError, subprocess.SubprocessError) as exc:
+                # One scenario's failure (its setup, a server, wrk) does not cost the others.
+                print(f"  {scenario.name} FAILED: {exc}", file=sys.stderr, flush=True)
+                failed.append(scenario.name)
     except KeyboardInterrupt:
         print("\nInterrupted: servers stopped.", file=sys.stderr)
         return 130
@@ -145,9 +192,14 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     for outcome in outcomes:
         print_outcome(outcome)
+    if outcomes:
+        print_summary(outcomes)
     path = RESULTS_DIR / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     write_json(path, context, outcomes)
     print(f"\nResults: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    if failed:
+        print(f"Failed (no figures): {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
