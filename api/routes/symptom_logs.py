@@ -41,7 +41,12 @@ def _answer(
         raise RuleViolation(
             "Invalid symptom log: " + outcome.errors[0].message, errors=outcome.errors
         )
-    response.status_code = 201 if outcome.status == "created" else 200
+    if outcome.status == "created":
+        # Nothing can correct a log in the transaction that stored it: answer without another
+        # (write-turn taking) read; the procedures were read once in this session already.
+        response.status_code = 201
+        return symptom_logs.to_public(outcome.log, symptom_logs.procedures_of(session, patient.id))
+    response.status_code = 200
     return symptom_logs.public_logs(session, patient.id, [outcome.log])[0]
 
 
