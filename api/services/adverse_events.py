@@ -3,14 +3,13 @@
 import uuid
 from datetime import date
 
-from sqlalchemy import and_, or_
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from api.errors import FieldError, NotFound, RuleViolation
 from api.services.audit import Audit
 from api.services.clock import today_in
 from api.services.concurrency import IfMatch
-from api.services.pagination import Cursor, decode_cursor, encode_cursor
+from api.services.pagination import keyset_page
 from models.base import utc_now
 from models.page import Page
 from models.patient import Patient
@@ -82,28 +81,11 @@ def list_for(
     session: Session, *, patient: Patient, audit: Audit, limit: int, cursor: str | None
 ) -> Page[AdverseEventPublic]:
     query = select(AdverseEvent).where(AdverseEvent.patient_id == patient.id)
-    after = decode_cursor(cursor)
-    if after is not None:
-        on, last = after.as_date(), after.key_uuid()
-        query = query.where(
-            or_(
-                col(AdverseEvent.onset_on) > on,
-                and_(col(AdverseEvent.onset_on) == on, col(AdverseEvent.id) > last),
-            )
-        )
-    rows = list(
-        session.exec(
-            query.order_by(col(AdverseEvent.onset_on), col(AdverseEvent.id)).limit(limit + 1)
-        )
+    rows, next_cursor = keyset_page(
+        session, query, sort=AdverseEvent.onset_on, key=AdverseEvent.id, cursor=cursor, limit=limit
     )
     audit.record(session, patient_id=patient.id)
     session.commit()
-    more, rows = len(rows) > limit, rows[:limit]
-    next_cursor = (
-        encode_cursor(Cursor(value=rows[-1].onset_on.isoformat(), key=str(rows[-1].id)))
-        if more
-        else None
-    )
     return Page[AdverseEventPublic](items=[to_public(e) for e in rows], next_cursor=next_cursor)
 
 

@@ -17,7 +17,7 @@ from api.services import protocols
 from api.services.access import Principal
 from api.services.audit import Audit
 from api.services.clock import ProcedureDate, index_procedure
-from api.services.pagination import Cursor, decode_cursor, encode_cursor
+from api.services.pagination import keyset_page
 from models.base import utc_now
 from models.page import Page
 from models.patient import Patient
@@ -224,23 +224,17 @@ def list_alerts(
     ):
         if value is not None:
             query = query.where(column == value)
-    after = decode_cursor(cursor)
-    if after is not None:
-        at, last = after.as_instant(), after.key_uuid()
-        query = query.where(
-            or_(col(Alert.raised_at) < at, and_(col(Alert.raised_at) == at, col(Alert.id) < last))
-        )
-    rows = list(
-        session.exec(
-            query.order_by(col(Alert.raised_at).desc(), col(Alert.id).desc()).limit(limit + 1)
-        )
+    rows, next_cursor = keyset_page(
+        session,
+        query,
+        sort=Alert.raised_at,
+        key=Alert.id,
+        cursor=cursor,
+        limit=limit,
+        descending=True,
     )
     audit.record(session, patient_id=patient_id)
     session.commit()
-    more, rows = len(rows) > limit, rows[:limit]
-    next_cursor = (
-        encode_cursor(Cursor.at_instant(rows[-1].raised_at, str(rows[-1].id))) if more else None
-    )
     return Page[AlertPublic](items=[to_public(a) for a in rows], next_cursor=next_cursor)
 
 

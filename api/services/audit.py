@@ -8,11 +8,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, insert, or_
-from sqlmodel import Session, col, select
+from sqlalchemy import insert
+from sqlmodel import Session, select
 
 from api.services.access import Principal
-from api.services.pagination import Cursor, decode_cursor, encode_cursor
+from api.services.pagination import keyset_page
 from models.audit import AuditEvent, AuditEventPublic, Outcome
 from models.base import utc_now
 from models.page import Page
@@ -124,22 +124,17 @@ def list_events(
         query = query.where(AuditEvent.actor_id == actor_id)
     if action is not None:
         query = query.where(AuditEvent.action == action)
-    after = decode_cursor(cursor)
-    if after is not None:
-        at, last_id = after.as_instant(), after.key_uuid()
-        query = query.where(
-            or_(
-                col(AuditEvent.at) < at,
-                and_(col(AuditEvent.at) == at, col(AuditEvent.id) < last_id),
-            )
-        )
-    query = query.order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc()).limit(limit + 1)
-    rows = list(session.exec(query))
+    rows, next_cursor = keyset_page(
+        session,
+        query,
+        sort=AuditEvent.at,
+        key=AuditEvent.id,
+        cursor=cursor,
+        limit=limit,
+        descending=True,
+    )
     audit.record(session, patient_id=patient_id)
     session.commit()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(Cursor.at_instant(rows[-1].at, str(rows[-1].id))) if more else None
     return Page[AuditEventPublic](
         items=[AuditEventPublic.model_validate(row, from_attributes=True) for row in rows],
         next_cursor=next_cursor,

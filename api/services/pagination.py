@@ -6,8 +6,15 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Date, and_, or_
+from sqlmodel import Session, col
+from sqlmodel.sql.expression import SelectOfScalar
 
 from api.errors import FieldError, RuleViolation
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,3 +71,33 @@ def decode_cursor(token: str | None) -> Cursor | None:
         return Cursor(value=value, key=key)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise _bad_cursor() from None
+
+
+def keyset_page(
+    session: Session,
+    query: SelectOfScalar[T],
+    *,
+    sort: Any,
+    key: Any,
+    cursor: str | None,
+    limit: int,
+    descending: bool = False,
+) -> tuple[list[T], str | None]:
+    """One page of `query` ordered by (sort, key), after the row the cursor names."""
+    sort, key = col(sort), col(key)
+    after = decode_cursor(cursor)
+    if after is not None:
+        value = after.as_date() if isinstance(sort.type, Date) else after.as_instant()
+        last = after.key_uuid()
+        if descending:
+            query = query.where(or_(sort < value, and_(sort == value, key < last)))
+        else:
+            query = query.where(or_(sort > value, and_(sort == value, key > last)))
+    order = (sort.desc(), key.desc()) if descending else (sort, key)
+    rows = list(session.exec(query.order_by(*order).limit(limit + 1)))
+    more, rows = len(rows) > limit, rows[:limit]
+    if not more:
+        return rows, None
+    last_row = rows[-1]
+    mark = getattr(last_row, sort.key)
+    return rows, encode_cursor(Cursor(value=mark.isoformat(), key=str(getattr(last_row, key.key))))

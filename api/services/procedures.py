@@ -3,7 +3,7 @@
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from api.errors import Conflict, FieldError, RuleViolation
@@ -12,7 +12,7 @@ from api.services.access import Principal
 from api.services.audit import Audit
 from api.services.clock import today_in
 from api.services.concurrency import IfMatch
-from api.services.pagination import Cursor, decode_cursor, encode_cursor
+from api.services.pagination import keyset_page
 from models.base import utc_now
 from models.page import Page
 from models.patient import CandidacyStatus, Patient, Screening
@@ -163,29 +163,11 @@ def list_for(
     session: Session, *, patient: Patient, audit: Audit, limit: int, cursor: str | None
 ) -> Page[ProcedurePublic]:
     query = select(Procedure).where(Procedure.patient_id == patient.id)
-    after = decode_cursor(cursor)
-    if after is not None:
-        on, last = after.as_date(), after.key_uuid()
-        query = query.where(
-            or_(
-                col(Procedure.performed_on) > on,
-                and_(col(Procedure.performed_on) == on, col(Procedure.id) > last),
-            )
-        )
-    rows = list(
-        session.exec(
-            query.order_by(col(Procedure.performed_on), col(Procedure.id)).limit(limit + 1)
-        )
+    rows, next_cursor = keyset_page(
+        session, query, sort=Procedure.performed_on, key=Procedure.id, cursor=cursor, limit=limit
     )
     audit.record(session, patient_id=patient.id)
     session.commit()
-    more, rows = len(rows) > limit, rows[:limit]
-    last_row = rows[-1] if rows else None
-    next_cursor = (
-        encode_cursor(Cursor(value=last_row.performed_on.isoformat(), key=str(last_row.id)))
-        if more and last_row
-        else None
-    )
     return Page[ProcedurePublic](items=[to_public(p) for p in rows], next_cursor=next_cursor)
 
 

@@ -11,13 +11,13 @@ from datetime import timezone as dt_timezone
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, bindparam, or_
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from api.errors import FieldError
 from api.services import alerts, clock, scoring
 from api.services.audit import Audit
-from api.services.pagination import Cursor, decode_cursor, encode_cursor
+from api.services.pagination import keyset_page
 from models.base import utc_now
 from models.patient import Patient
 from models.procedure import Procedure
@@ -456,27 +456,12 @@ def sync_page(
     query = select(SymptomLog).where(SymptomLog.patient_id == patient.id)
     if since is not None:
         query = query.where(col(SymptomLog.received_at) > since)
-    after = decode_cursor(cursor)
-    if after is not None:
-        at, last = after.as_instant(), after.key_uuid()
-        query = query.where(
-            or_(
-                col(SymptomLog.received_at) > at,
-                and_(col(SymptomLog.received_at) == at, col(SymptomLog.id) > last),
-            )
-        )
-    rows = list(
-        session.exec(
-            query.order_by(col(SymptomLog.received_at), col(SymptomLog.id)).limit(limit + 1)
-        )
+    rows, next_cursor = keyset_page(
+        session, query, sort=SymptomLog.received_at, key=SymptomLog.id, cursor=cursor, limit=limit
     )
-    more, rows = len(rows) > limit, rows[:limit]
     items = public_logs(session, patient.id, rows)
     audit.record(session, patient_id=patient.id)
     session.commit()
-    next_cursor = (
-        encode_cursor(Cursor.at_instant(rows[-1].received_at, str(rows[-1].id))) if more else None
-    )
     return items, next_cursor
 
 
@@ -496,25 +481,10 @@ def range_page(
         query = query.where(col(SymptomLog.local_date) >= from_)
     if to is not None:
         query = query.where(col(SymptomLog.local_date) <= to)
-    after = decode_cursor(cursor)
-    if after is not None:
-        at, last = after.as_instant(), after.key_uuid()
-        query = query.where(
-            or_(
-                col(SymptomLog.recorded_at) > at,
-                and_(col(SymptomLog.recorded_at) == at, col(SymptomLog.id) > last),
-            )
-        )
-    rows = list(
-        session.exec(
-            query.order_by(col(SymptomLog.recorded_at), col(SymptomLog.id)).limit(limit + 1)
-        )
+    rows, next_cursor = keyset_page(
+        session, query, sort=SymptomLog.recorded_at, key=SymptomLog.id, cursor=cursor, limit=limit
     )
-    more, rows = len(rows) > limit, rows[:limit]
     items = public_logs(session, patient.id, rows)
     audit.record(session, patient_id=patient.id)
     session.commit()
-    next_cursor = (
-        encode_cursor(Cursor.at_instant(rows[-1].recorded_at, str(rows[-1].id))) if more else None
-    )
     return items, next_cursor
