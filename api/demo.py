@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from api.config import Settings
@@ -18,6 +19,7 @@ from api.services import enrolment, identity, patients, procedures, symptom_logs
 from api.services.access import Principal
 from api.services.audit import Audit
 from api.services.clock import today_in
+from api.services.records import PatientRef
 from models.identity import ClinicCreate, Role, UserCreate
 from models.patient import Patient, PatientCreate
 from models.procedure import ProcedureCreate
@@ -162,6 +164,11 @@ def _logs(
     return logs
 
 
+def _engine_of(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind if isinstance(bind, Engine) else bind.engine
+
+
 def load(
     session_factory: Callable[[], Session],
     settings: Settings,
@@ -206,21 +213,20 @@ def load(
             patient = patients.create(session, data=body, by=admin, audit=_audit("demo.patient"))
         baseline = float(rng.randint(5, 8))
         performed_on = today - timedelta(days=rng.randint(3, 420))
-        with session_factory() as session:
-            row = session.get_one(Patient, patient.id)
+        ref = PatientRef(patient.id, clinic.id, TIMEZONE)
+        with session_factory() as session, _engine_of(session).connect() as connection:
             procedures.record(
-                session,
-                patient=row,
+                connection,
+                patient=ref,
                 data=_procedure_body(rng, performed_on, baseline),
                 by=admin,
                 audit=_audit("demo.procedure"),
             )
         logs = _logs(rng, performed_on, today, baseline)
-        with session_factory() as session:
-            row = session.get_one(Patient, patient.id)
+        with session_factory() as session, _engine_of(session).connect() as connection:
             symptom_logs.ingest(
-                session,
-                patient=row,
+                connection,
+                patient=ref,
                 items=logs,
                 source=LogSource.app,
                 by=admin.user_id,

@@ -16,20 +16,26 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session
 
 from api.config import Settings
-from api.db import Database, DatabaseDep
+from api.db import Database
 from api.errors import Forbidden, NotFound, Unauthorized
-from api.services import auth
+from api.services import auth, records
 from api.services.access import Principal
 from api.services.audit import Audit
 from api.services.concurrency import IfMatch
+from api.services.records import LogRecord, PatientRef
 from models.identity import Role
 from models.patient import Patient
 from models.procedure import AdverseEvent, Procedure
-from models.symptom_log import Alert, SymptomLog
+from models.symptom_log import Alert
 
 T = TypeVar("T")
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+
+
+# Dependencies that need only the request read it directly rather than through sub-dependencies:
+# FastAPI walks a dependency's whole sub-tree again wherever it is used (the cache saves only the
+# calls), so a flat graph is measurably cheaper on every request.
 
 
 async def get_settings(request: Request) -> Settings:
@@ -44,30 +50,37 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-async def get_audit(request: Request) -> Audit:
-    """The request's audit context, named after the route (e.g. `patient.read`)."""
-    route = request.scope.get("route")
-    audit = Audit(
-        action=getattr(route, "name", "unknown"),
-        request_id=request.state.request_id,
-        ip=client_address(request),
-    )
-    request.state.audit = audit
+def audit_of(request: Request) -> Audit:
+    """The request's audit context, named after the route (e.g. `patient.read`); made once."""
+    state = request.state
+    audit: Audit | None = getattr(state, "audit", None)
+    if audit is None:
+        route = request.scope.get("route")
+        audit = Audit(
+            action=getattr(route, "name", "unknown"),
+            request_id=state.request_id,
+            ip=client_address(request),
+        )
+        state.audit = audit
     return audit
+
+
+async def get_audit(request: Request) -> Audit:
+    return audit_of(request)
 
 
 AuditDep = Annotated[Audit, Depends(get_audit)]
 
 
 async def get_principal(
-    database: DatabaseDep,
-    settings: SettingsDep,
-    audit: AuditDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
+    audit = audit_of(request)  # before any refusal, which the error handler audits
     if not token:
         raise Unauthorized("A bearer token is required")
-    principal = await database.read(auth.authenticate, settings=settings, token=token)
+    state = request.state
+    database: Database = state.database
+    principal = await database.lookup(auth.authenticate, settings=state.settings, token=token)
     audit.identify(principal)
     return principal
 
@@ -110,24 +123,40 @@ class _PatientRecord(Protocol):
 R = TypeVar("R", bound=_PatientRecord)
 
 
+def _database(request: Request) -> Database:
+    database: Database = request.state.database
+    return database
+
+
 async def _owned_by(
-    database: Database, audit: Audit, model: type[R], key: uuid.UUID, patient: Patient, label: str
+    request: Request, model: type[R], key: uuid.UUID, patient: Patient, label: str
 ) -> R:
-    """A record of the patient in the path (or of the calling patient); 404 for anyone else's."""
-    audit.target(resource_id=key)
-    record = await database.read(_get, model, key)
+    """A record of the patient in the path; 404 for anyone else's."""
+    audit_of(request).target(resource_id=key)
+    record = await _database(request).read(_get, model, key)
     if record is None or record.patient_id != patient.id:
         raise NotFound(f"{label} not found")
     return record
 
 
-async def load_patient(
-    patient_id: uuid.UUID, database: DatabaseDep, principal: PrincipalDep, audit: AuditDep
-) -> Patient:
+async def load_patient_ref(
+    patient_id: uuid.UUID, request: Request, principal: PrincipalDep
+) -> PatientRef:
     """The patient named in the path, if the caller may see them; 404 otherwise."""
-    audit.target(resource_id=patient_id, patient_id=patient_id)
-    patient = await database.read(_get, Patient, patient_id)
+    audit_of(request).target(resource_id=patient_id, patient_id=patient_id)
+    patient = await _database(request).lookup(records.patient_ref, patient_id)
     if patient is None or not principal.sees_patient(patient.id, patient.clinic_id):
+        raise NotFound("Patient not found")
+    return patient
+
+
+PatientRefDep = Annotated[PatientRef, Depends(load_patient_ref)]
+
+
+async def load_patient(ref: PatientRefDep, request: Request) -> Patient:
+    """The whole record of the patient in the path (access checked by `load_patient_ref`)."""
+    patient = await _database(request).read(_get, Patient, ref.id)
+    if patient is None:  # deleted in between
         raise NotFound("Patient not found")
     return patient
 
@@ -135,12 +164,22 @@ async def load_patient(
 PatientDep = Annotated[Patient, Depends(load_patient)]
 
 
-async def load_me(database: DatabaseDep, principal: PrincipalDep, audit: AuditDep) -> Patient:
+async def load_me_ref(request: Request, principal: PrincipalDep) -> PatientRef:
     """The patient a patient token belongs to."""
     if principal.patient_id is None:
         raise Forbidden("Only a patient's app token can use /v1/me")
-    audit.target(patient_id=principal.patient_id)
-    patient = await database.read(_get, Patient, principal.patient_id)
+    audit_of(request).target(patient_id=principal.patient_id)
+    patient = await _database(request).lookup(records.patient_ref, principal.patient_id)
+    if patient is None:
+        raise NotFound("Patient not found")
+    return patient
+
+
+MeRefDep = Annotated[PatientRef, Depends(load_me_ref)]
+
+
+async def load_me(ref: MeRefDep, request: Request) -> Patient:
+    patient = await _database(request).read(_get, Patient, ref.id)
     if patient is None:
         raise NotFound("Patient not found")
     return patient
@@ -149,29 +188,34 @@ async def load_me(database: DatabaseDep, principal: PrincipalDep, audit: AuditDe
 MeDep = Annotated[Patient, Depends(load_me)]
 
 
+async def _owned_log(request: Request, log_id: uuid.UUID, patient: PatientRef) -> LogRecord:
+    audit_of(request).target(resource_id=log_id)
+    log = await _database(request).lookup(records.log_record, log_id)
+    if log is None or log.patient_id != patient.id:
+        raise NotFound("Symptom log not found")
+    return log
+
+
 async def load_symptom_log(
-    log_id: uuid.UUID, patient: PatientDep, database: DatabaseDep, audit: AuditDep
-) -> SymptomLog:
-    return await _owned_by(database, audit, SymptomLog, log_id, patient, "Symptom log")
+    log_id: uuid.UUID, patient: PatientRefDep, request: Request
+) -> LogRecord:
+    return await _owned_log(request, log_id, patient)
 
 
-SymptomLogDep = Annotated[SymptomLog, Depends(load_symptom_log)]
+SymptomLogDep = Annotated[LogRecord, Depends(load_symptom_log)]
 
 
-async def load_my_symptom_log(
-    log_id: uuid.UUID, me: MeDep, database: DatabaseDep, audit: AuditDep
-) -> SymptomLog:
-    return await _owned_by(database, audit, SymptomLog, log_id, me, "Symptom log")
+async def load_my_symptom_log(log_id: uuid.UUID, me: MeRefDep, request: Request) -> LogRecord:
+    return await _owned_log(request, log_id, me)
 
 
-MySymptomLogDep = Annotated[SymptomLog, Depends(load_my_symptom_log)]
+MySymptomLogDep = Annotated[LogRecord, Depends(load_my_symptom_log)]
 
 
-async def load_alert(
-    alert_id: uuid.UUID, database: DatabaseDep, principal: PrincipalDep, audit: AuditDep
-) -> Alert:
+async def load_alert(alert_id: uuid.UUID, request: Request, principal: PrincipalDep) -> Alert:
+    audit = audit_of(request)
     audit.target(resource_id=alert_id)
-    alert = await database.read(_get, Alert, alert_id)
+    alert = await _database(request).read(_get, Alert, alert_id)
     if alert is None or not principal.sees_patient(alert.patient_id, alert.clinic_id):
         raise NotFound("Alert not found")
     audit.target(patient_id=alert.patient_id)
@@ -182,20 +226,18 @@ AlertDep = Annotated[Alert, Depends(load_alert)]
 
 
 async def load_procedure(
-    procedure_id: uuid.UUID, patient: PatientDep, database: DatabaseDep, audit: AuditDep
+    procedure_id: uuid.UUID, patient: PatientDep, request: Request
 ) -> Procedure:
-    return await _owned_by(database, audit, Procedure, procedure_id, patient, "Procedure")
+    return await _owned_by(request, Procedure, procedure_id, patient, "Procedure")
 
 
 ProcedureDep = Annotated[Procedure, Depends(load_procedure)]
 
 
 async def load_adverse_event(
-    adverse_event_id: uuid.UUID, patient: PatientDep, database: DatabaseDep, audit: AuditDep
+    adverse_event_id: uuid.UUID, patient: PatientDep, request: Request
 ) -> AdverseEvent:
-    return await _owned_by(
-        database, audit, AdverseEvent, adverse_event_id, patient, "Adverse event"
-    )
+    return await _owned_by(request, AdverseEvent, adverse_event_id, patient, "Adverse event")
 
 
 AdverseEventDep = Annotated[AdverseEvent, Depends(load_adverse_event)]

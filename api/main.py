@@ -71,6 +71,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        # FastAPI's built-in OpenTelemetry would record validation failures and exception
+        # messages (patient values) for any provider configured in the process, and checks the
+        # global providers on every request: off. Observability here is the access log.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.include_router(health.router)
     app.include_router(api_router())

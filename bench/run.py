@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -20,6 +21,7 @@ from typing import Any
 
 import cputime
 import httpx
+import sampling
 import servers
 from loadgen import LoadRequest, WrkResult, ensure_wrk, run_wrk
 from report import Measured, Outcome, print_outcome, print_summary, write_json
@@ -45,6 +47,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--connections",
         type=int,
         help=f"wrk connections, for every scenario (default: the scenario's, else {CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the service with py-spy during the measured run; prints where its CPU goes"
+        " and keeps the collapsed stacks in bench/results/",
     )
     args = parser.parse_args(argv)
     # The service's access token lasts 15 minutes: stay well inside it.
@@ -102,7 +110,19 @@ class Runner:
         if warmup:
             self.wrk_run(server.base_url, request, server.name, warmup, connections)
         before, table = self.cpu_times(server), cputime.processes()
-        result = self.wrk_run(server.base_url, request, server.name, duration, connections)
+        stacks = (
+            self.stacks_path(scenario) if self.args.profile and server.name == "service" else None
+        )
+        with (
+            sampling.recording(server.pid, stacks, duration, self.load_cpu)
+            if stacks
+            else nullcontext()
+        ):
+            result = self.wrk_run(server.base_url, request, server.name, duration, connections)
+        if stacks:
+            print(
+                f"  profile of the service ({stacks.name}):\n{sampling.summary(stacks)}", flush=True
+            )
         server_s, wrk_s, busy_s = (
             a - b for a, b in zip(self.cpu_times(server), before, strict=True)
         )
@@ -115,6 +135,11 @@ class Runner:
             other_cpu_s=busy_s - server_s - wrk_s,
             busiest_others=others,
         )
+
+    @staticmethod
+    def stacks_path(scenario: Scenario) -> Path:
+        RESULTS_DIR.mkdir(exist_ok=True)
+        return RESULTS_DIR / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{scenario.name}.stacks"
 
     @staticmethod
     def cpu_times(server: servers.Server) -> tuple[float, float, float]:

@@ -4,19 +4,23 @@ Each test runs on SQLite and on PostgreSQL (see tests/conftest.py); the SQLite-o
 PostgreSQL, where they do not apply.
 """
 
+import asyncio
 import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlmodel import Session, select
 
-from api.db import make_engine
+from api.config import Settings
+from api.db import Database, make_engine
 from models.audit import AuditEvent, Outcome
 from models.identity import Clinic
 from models.patient import Patient, Sex, StenosisCause, StenosisRegion
@@ -207,3 +211,63 @@ def test_naive_timestamps_are_refused(db: Session) -> None:
     with pytest.raises(StatementError, match="naive datetime"):
         db.commit()
     db.rollback()
+
+
+# --- use-cases: one worker-thread trip each ---------------------------------------------------
+
+
+def test_sqlite_use_cases_run_one_at_a_time_in_arrival_order(
+    backend: str, settings: Settings
+) -> None:
+    """On SQLite every use-case (Core or Session) runs on one thread, first come first served:
+    no two overlap, and none overtakes one that arrived earlier."""
+    _require_sqlite(backend)
+    database = Database.from_settings(settings)
+    started: list[int] = []
+    threads: set[int] = set()
+    running = [0]
+    most_at_once = [0]
+
+    def use_case(_db: object, *, n: int) -> int:
+        running[0] += 1
+        most_at_once[0] = max(most_at_once[0], running[0])
+        started.append(n)
+        threads.add(threading.get_ident())
+        time.sleep(0.005)
+        running[0] -= 1
+        return n
+
+    async def submit_all() -> list[int]:
+        calls = [
+            database.write(use_case, n=n) if n % 2 else database.run(use_case, n=n)
+            for n in range(12)
+        ]
+        return list(await asyncio.gather(*calls))
+
+    try:
+        assert asyncio.run(submit_all()) == list(range(12))
+    finally:
+        database.dispose()
+    assert started == list(range(12))
+    assert most_at_once[0] == 1
+    assert len(threads) == 1
+
+
+def test_a_core_use_case_keeps_only_what_it_commits(settings: Settings, db: Session) -> None:
+    """`Database.write` rolls back whatever its use-case did not commit (an error midway)."""
+    database = Database.from_settings(settings)
+    name = f"uncommitted-{uuid.uuid4()}"
+
+    def fails_midway(connection: Connection) -> None:
+        connection.execute(
+            insert(Clinic.__table__),  # type: ignore[attr-defined]
+            {"id": uuid.uuid4(), "name": name, "timezone": "UTC", "created_at": datetime.now(UTC)},
+        )
+        raise RuntimeError("midway")
+
+    try:
+        with pytest.raises(RuntimeError, match="midway"):
+            asyncio.run(database.write(fails_midway))
+    finally:
+        database.dispose()
+    assert db.exec(select(Clinic).where(Clinic.name == name)).first() is None

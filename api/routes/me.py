@@ -5,7 +5,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from api.db import DatabaseDep
-from api.deps import PATIENT, AuditDep, MeDep, MySymptomLogDep, PageDep, PrincipalDep
+from api.deps import (
+    PATIENT,
+    AuditDep,
+    MeDep,
+    MeRefDep,
+    MySymptomLogDep,
+    PageDep,
+    PrincipalDep,
+)
 from api.errors import problem_responses
 from api.routes.symptom_logs import answer_batch, answer_correction, answer_single
 from api.services import check_ins, progress, symptom_logs
@@ -34,14 +42,14 @@ router = APIRouter(prefix="/me", tags=["patient app"])
 )
 async def post_log(
     body: SymptomLogIn,
-    me: MeDep,
+    me: MeRefDep,
     principal: PrincipalDep,
     response: Response,
     database: DatabaseDep,
     audit: AuditDep,
 ) -> SymptomLogPublic:
     """Record a check-in; resending the same client_id returns the stored log (200)."""
-    return await database.run(
+    return await database.write(
         answer_single,
         patient=me,
         body=body,
@@ -59,10 +67,10 @@ async def post_log(
     responses=problem_responses(401, 403, 413, 422),
 )
 async def post_batch(
-    body: BatchIn, me: MeDep, principal: PrincipalDep, database: DatabaseDep, audit: AuditDep
+    body: BatchIn, me: MeRefDep, principal: PrincipalDep, database: DatabaseDep, audit: AuditDep
 ) -> BatchResult:
     """Upload up to 500 check-ins kept offline; each is created, a duplicate, or rejected."""
-    return await database.run(
+    return await database.write(
         answer_batch, patient=me, body=body, by=principal.user_id, audit=audit
     )
 
@@ -104,7 +112,7 @@ async def sync_logs(
 )
 async def correct_log(
     body: CorrectionIn,
-    me: MeDep,
+    me: MeRefDep,
     original: MySymptomLogDep,
     principal: PrincipalDep,
     response: Response,
@@ -112,7 +120,7 @@ async def correct_log(
     audit: AuditDep,
 ) -> SymptomLogPublic:
     """Correct one of your check-ins; the original stays readable and is superseded."""
-    return await database.run(
+    return await database.write(
         answer_correction,
         patient=me,
         original=original,

@@ -10,6 +10,7 @@ from api.deps import (
     IfMatchDep,
     PageDep,
     PatientDep,
+    PatientRefDep,
     PrincipalDep,
     ProcedureDep,
 )
@@ -41,14 +42,14 @@ WRITE_ERRORS = problem_responses(401, 403, 404, 409, 412, 422, 428)
 )
 async def create_procedure(
     body: ProcedureCreate,
-    patient: PatientDep,
+    patient: PatientRefDep,
     response: Response,
     database: DatabaseDep,
     principal: PrincipalDep,
     audit: AuditDep,
 ) -> ProcedurePublic:
     """Record a procedure; a contraindicated patient needs override_reason (audited)."""
-    procedure = await database.run(
+    procedure = await database.write(
         procedures.record, patient=patient, data=body, by=principal, audit=audit
     )
     response.headers["ETag"] = etag(procedure.version)

@@ -5,23 +5,30 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from sqlmodel import Session
+from sqlalchemy import Connection
 
 from api.db import DatabaseDep
-from api.deps import CLINICAL, AuditDep, PageDep, PatientDep, PrincipalDep, SymptomLogDep
+from api.deps import (
+    CLINICAL,
+    AuditDep,
+    PageDep,
+    PatientDep,
+    PatientRefDep,
+    PrincipalDep,
+    SymptomLogDep,
+)
 from api.errors import Conflict, RuleViolation, problem_responses
 from api.services import symptom_logs
 from api.services.audit import Audit
+from api.services.records import LogRecord, PatientRef
 from models.base import Day
 from models.page import Page
-from models.patient import Patient
 from models.symptom_log import (
     BatchIn,
     BatchItemResult,
     BatchResult,
     CorrectionIn,
     LogSource,
-    SymptomLog,
     SymptomLogIn,
     SymptomLogPublic,
 )
@@ -29,9 +36,7 @@ from models.symptom_log import (
 router = APIRouter(prefix="/patients/{patient_id}/symptom-logs", tags=["symptom logs"])
 
 
-def _answer(
-    session: Session, outcome: symptom_logs.Outcome, patient: Patient, response: Response
-) -> SymptomLogPublic:
+def _raise_unless_stored(outcome: symptom_logs.Outcome) -> LogRecord:
     if outcome.status == "conflict":
         raise Conflict(
             "This client_id was already used for a log with different content",
@@ -41,39 +46,47 @@ def _answer(
         raise RuleViolation(
             "Invalid symptom log: " + outcome.errors[0].message, errors=outcome.errors
         )
-    if outcome.status == "created":
-        # Nothing can correct a log in the transaction that stored it: answer without another
-        # (write-turn taking) read; the procedures were read once in this session already.
-        response.status_code = 201
-        return symptom_logs.to_public(outcome.log, symptom_logs.procedures_of(session, patient.id))
-    response.status_code = 200
-    return symptom_logs.public_logs(session, patient.id, [outcome.log])[0]
+    return outcome.log
 
 
 def answer_single(
-    session: Session,
+    connection: Connection,
     *,
-    patient: Patient,
+    patient: PatientRef,
     body: SymptomLogIn,
     source: LogSource,
     by: uuid.UUID,
     audit: Audit,
     response: Response,
 ) -> SymptomLogPublic:
-    [outcome] = symptom_logs.ingest(
-        session, patient=patient, items=[body], source=source, by=by, audit=audit, batch=False
+    ingested = symptom_logs.ingest(
+        connection, patient=patient, items=[body], source=source, by=by, audit=audit, batch=False
     )
-    return _answer(session, outcome, patient, response)
+    [outcome] = ingested.outcomes
+    log = _raise_unless_stored(outcome)
+    if outcome.status == "created":
+        # Nothing can have corrected a log in the transaction that stored it: answer from what
+        # was written, with the procedures that transaction read.
+        response.status_code = 201
+        return symptom_logs.to_public(log, ingested.clock)
+    response.status_code = 200
+    return symptom_logs.public_records(connection, patient.id, [log])[0]
 
 
 def answer_batch(
-    session: Session, *, patient: Patient, body: BatchIn, by: uuid.UUID, audit: Audit
+    connection: Connection, *, patient: PatientRef, body: BatchIn, by: uuid.UUID, audit: Audit
 ) -> BatchResult:
     items = [symptom_logs.parse_item(raw, i) for i, raw in enumerate(body.logs)]
-    outcomes = symptom_logs.ingest(
-        session, patient=patient, items=items, source=LogSource.app, by=by, audit=audit, batch=True
+    ingested = symptom_logs.ingest(
+        connection,
+        patient=patient,
+        items=items,
+        source=LogSource.app,
+        by=by,
+        audit=audit,
+        batch=True,
     )
-    return BatchResult(results=[_batch_item(o) for o in outcomes])
+    return BatchResult(results=[_batch_item(o) for o in ingested.outcomes])
 
 
 def _batch_item(outcome: symptom_logs.Outcome) -> BatchItemResult:
@@ -90,10 +103,10 @@ def _batch_item(outcome: symptom_logs.Outcome) -> BatchItemResult:
 
 
 def answer_correction(
-    session: Session,
+    connection: Connection,
     *,
-    patient: Patient,
-    original: SymptomLog,
+    patient: PatientRef,
+    original: LogRecord,
     body: CorrectionIn,
     source: LogSource,
     by: uuid.UUID,
@@ -101,9 +114,17 @@ def answer_correction(
     response: Response,
 ) -> SymptomLogPublic:
     outcome = symptom_logs.correct(
-        session, patient=patient, original=original, data=body, source=source, by=by, audit=audit
+        connection,
+        patient=patient,
+        original=original,
+        data=body,
+        source=source,
+        by=by,
+        audit=audit,
     )
-    return _answer(session, outcome, patient, response)
+    log = _raise_unless_stored(outcome)
+    response.status_code = 201 if outcome.status == "created" else 200
+    return symptom_logs.public_records(connection, patient.id, [log])[0]
 
 
 @router.post(
@@ -116,14 +137,14 @@ def answer_correction(
 )
 async def post_log(
     body: SymptomLogIn,
-    patient: PatientDep,
+    patient: PatientRefDep,
     principal: PrincipalDep,
     response: Response,
     database: DatabaseDep,
     audit: AuditDep,
 ) -> SymptomLogPublic:
     """Record a check-in for a patient (source: clinic)."""
-    return await database.run(
+    return await database.write(
         answer_single,
         patient=patient,
         body=body,
@@ -171,7 +192,7 @@ async def list_logs(
 )
 async def correct_log(
     body: CorrectionIn,
-    patient: PatientDep,
+    patient: PatientRefDep,
     original: SymptomLogDep,
     principal: PrincipalDep,
     response: Response,
@@ -179,7 +200,7 @@ async def correct_log(
     audit: AuditDep,
 ) -> SymptomLogPublic:
     """Correct a check-in; the original stays readable and is superseded."""
-    return await database.run(
+    return await database.write(
         answer_correction,
         patient=patient,
         original=original,

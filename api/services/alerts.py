@@ -6,59 +6,121 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_
-from sqlalchemy.orm import aliased
-from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlalchemy import Connection, Date, Table, and_, bindparam, exists, insert, or_, select, update
+from sqlmodel import Session
+from sqlmodel import select as orm_select
 
 from api.errors import Conflict
 from api.services import baseline as baseline_rules
-from api.services import protocols
+from api.services import protocols, records
 from api.services.access import Principal
 from api.services.audit import Audit
-from api.services.clock import ProcedureDate, index_procedure
+from api.services.clock import index_procedure
 from api.services.pagination import keyset_page
-from models.base import utc_now
+from api.services.records import LogRecord, PatientRef, ProcedureRef
+from models.base import new_id, utc_now
 from models.page import Page
-from models.patient import Patient
-from models.procedure import Procedure
-from models.symptom_log import Alert, AlertKind, AlertPublic, AlertStatus, SymptomLog
+from models.symptom_log import Alert, AlertKind, AlertPublic, AlertStatus
+
+ALERT: Table = Alert.__table__  # type: ignore[attr-defined]
+LOG = records.SYMPTOM_LOG
+_CORRECTION = LOG.alias("correction")
+# Dates are compared as ranges [start, end); an open end is the last date there is.
+_NO_END = date.max
+
+# Built once: the check-in path runs these on every log (bind parameters, no statement building).
+_OPEN_ALERT = select(ALERT.c.id, ALERT.c.details, ALERT.c.occurrences, ALERT.c.version).where(
+    ALERT.c.patient_id == bindparam("patient_id"),
+    ALERT.c.kind == bindparam("kind"),
+    ALERT.c.status == AlertStatus.open,
+)
+_INSERT_ALERT = insert(ALERT)
+_BUMP_ALERT = (
+    update(ALERT)
+    .where(ALERT.c.id == bindparam("alert_id"))
+    .values(
+        occurrences=bindparam("occurrences"),
+        last_raised_at=bindparam("now"),
+        log_id=bindparam("log_id"),
+        details=bindparam("details"),
+        version=bindparam("version"),
+    )
+)
+_EFFECTIVE_ON = and_(
+    LOG.c.patient_id == bindparam("patient_id"),
+    LOG.c.local_date >= bindparam("start", type_=Date),
+    LOG.c.local_date < bindparam("end", type_=Date),
+    ~exists().where(_CORRECTION.c.corrects_id == LOG.c.id),
+)
+# The baseline window: effective logs with a local date in [start, end).
+_WINDOW = select(LOG.c.local_date, LOG.c.pain, LOG.c.leg_pain, LOG.c.mobility, LOG.c.odi).where(
+    _EFFECTIVE_ON
+)
+_AT, _KEY = bindparam("at", type_=LOG.c.recorded_at.type), bindparam("key", type_=LOG.c.id.type)
+# A log's neighbours on the clock: the effective logs just before and just after it.
+_BEFORE = (
+    select(LOG.c.pain)
+    .where(
+        _EFFECTIVE_ON,
+        or_(LOG.c.recorded_at < _AT, and_(LOG.c.recorded_at == _AT, LOG.c.id < _KEY)),
+    )
+    .order_by(LOG.c.recorded_at.desc(), LOG.c.id.desc())
+    .limit(1)
+)
+_AFTER = (
+    select(LOG.c.pain)
+    .where(
+        _EFFECTIVE_ON,
+        or_(LOG.c.recorded_at > _AT, and_(LOG.c.recorded_at == _AT, LOG.c.id > _KEY)),
+    )
+    .order_by(LOG.c.recorded_at, LOG.c.id)
+    .limit(1)
+)
 
 
 def raise_alert(
-    session: Session,
+    connection: Connection,
     *,
-    patient: Patient,
+    patient: PatientRef,
     kind: AlertKind,
     log_id: uuid.UUID | None,
     details: dict[str, Any],
-) -> Alert:
+) -> uuid.UUID:
     """Open an alert, or bump the open one of this kind (the caller holds the patient's lock)."""
     now = utc_now()
-    alert = session.exec(
-        select(Alert).where(
-            Alert.patient_id == patient.id, Alert.kind == kind, Alert.status == AlertStatus.open
+    open_alert = connection.execute(_OPEN_ALERT, {"patient_id": patient.id, "kind": kind}).first()
+    if open_alert is not None:
+        connection.execute(
+            _BUMP_ALERT,
+            {
+                "alert_id": open_alert.id,
+                "occurrences": open_alert.occurrences + 1,
+                "now": now,
+                "log_id": log_id,
+                "details": _merge(open_alert.details, details),
+                "version": open_alert.version + 1,
+            },
         )
-    ).first()
-    if alert is None:
-        alert = Alert(
-            patient_id=patient.id,
-            clinic_id=patient.clinic_id,
-            kind=kind,
-            status=AlertStatus.open,
-            raised_at=now,
-            last_raised_at=now,
-            log_id=log_id,
-            details=details,
-        )
-    else:
-        alert.occurrences += 1
-        alert.last_raised_at = now
-        alert.log_id = log_id
-        alert.details = _merge(alert.details, details)
-        alert.version += 1
-    session.add(alert)
-    return alert
+        alert_id: uuid.UUID = open_alert.id
+        return alert_id
+    alert_id = new_id()
+    connection.execute(
+        _INSERT_ALERT,
+        {
+            "id": alert_id,
+            "patient_id": patient.id,
+            "clinic_id": patient.clinic_id,
+            "kind": kind,
+            "status": AlertStatus.open,
+            "raised_at": now,
+            "last_raised_at": now,
+            "occurrences": 1,
+            "log_id": log_id,
+            "details": details,
+            "version": 1,
+        },
+    )
+    return alert_id
 
 
 def _merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -72,101 +134,83 @@ def _merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_new_logs(
-    session: Session,
+    connection: Connection,
     *,
-    patient: Patient,
-    new_logs: Sequence[SymptomLog],
-    procedures: Sequence[Procedure],
-) -> list[Alert]:
-    """Raise what the new logs call for (after they were flushed)."""
+    patient: PatientRef,
+    new_logs: Sequence[LogRecord],
+    procedures: Sequence[ProcedureRef],
+) -> list[uuid.UUID]:
+    """Raise what the new logs call for (after they were written); the alerts' ids."""
     raised = []
     flagged = [log for log in new_logs if log.red_flags]
     if flagged:
         flags = sorted({flag for log in flagged for flag in log.red_flags})
         raised.append(
             raise_alert(
-                session,
+                connection,
                 patient=patient,
                 kind=AlertKind.red_flag,
                 log_id=flagged[-1].id,
                 details={"red_flags": flags},
             )
         )
-    if worsening := _worsening(session, new_logs, procedures):
+    if worsening := _worsening(connection, new_logs, procedures):
         raised.append(
             raise_alert(
-                session, patient=patient, kind=AlertKind.worsening, log_id=worsening, details={}
+                connection, patient=patient, kind=AlertKind.worsening, log_id=worsening, details={}
             )
         )
     return raised
 
 
-# One alias for the whole process: a new alias per query is costly and defeats SQLAlchemy's
-# statement cache.
-_CORRECTION = aliased(SymptomLog)
-
-
-def _effective_on(
-    patient_id: uuid.UUID, start: date, end: date | None
-) -> SelectOfScalar[SymptomLog]:
-    """Logs that no correction supersedes, with a local date in [start, end)."""
-    query = select(SymptomLog).where(
-        SymptomLog.patient_id == patient_id,
-        col(SymptomLog.local_date) >= start,
-        ~exists().where(col(_CORRECTION.corrects_id) == SymptomLog.id),
-    )
-    return query if end is None else query.where(col(SymptomLog.local_date) < end)
-
-
 def _baseline(
-    session: Session, procedure: Procedure, rules: dict[str, Any]
+    connection: Connection, procedure: ProcedureRef, rules: dict[str, Any]
 ) -> baseline_rules.Baseline | None:
     """The procedure's explicit baseline, else the median of the bounded pre-procedure window."""
     explicit = _explicit(procedure)
     if any(value is not None for value in explicit.values()):
         return baseline_rules.compute(explicit, [], rules)
     low, high = rules["baseline"]["window_days"]
-    first = procedure.performed_on + timedelta(days=low)
-    window = session.exec(
-        _effective_on(
-            procedure.patient_id, first, procedure.performed_on + timedelta(days=high + 1)
-        )
-    ).all()
+    window = connection.execute(
+        _WINDOW,
+        {
+            "patient_id": procedure.patient_id,
+            "start": procedure.performed_on + timedelta(days=low),
+            "end": procedure.performed_on + timedelta(days=high + 1),
+        },
+    )
     points = [
         baseline_rules.LogPoint(
-            day=(log.local_date - procedure.performed_on).days,
-            pain=log.pain,
-            leg_pain=log.leg_pain,
-            mobility=log.mobility,
-            odi=log.odi,
+            day=(local_date - procedure.performed_on).days,
+            pain=pain,
+            leg_pain=leg_pain,
+            mobility=mobility,
+            odi=odi,
         )
-        for log in window
+        for local_date, pain, leg_pain, mobility, odi in window
     ]
     return baseline_rules.compute(None, points, rules)
 
 
 def _neighbour_is_high(
-    session: Session, clock: SelectOfScalar[SymptomLog], log: SymptomLog, threshold: float
+    connection: Connection, clock: dict[str, Any], log: LogRecord, threshold: float
 ) -> bool:
     """Whether the log just before or just after this one on the clock is high too."""
-    at, key = col(SymptomLog.recorded_at), col(SymptomLog.id)
-    before = clock.where(or_(at < log.recorded_at, and_(at == log.recorded_at, key < log.id)))
-    after = clock.where(or_(at > log.recorded_at, and_(at == log.recorded_at, key > log.id)))
+    values = clock | {"at": log.recorded_at, "key": log.id}
     return any(
-        (neighbour := session.exec(query.limit(1)).first()) is not None
-        and neighbour.pain >= threshold
-        for query in (before.order_by(at.desc(), key.desc()), after.order_by(at, key))
+        (pain := connection.execute(query, values).scalar()) is not None and pain >= threshold
+        for query in (_BEFORE, _AFTER)
     )
 
 
 def _worsening(
-    session: Session, new_logs: Sequence[SymptomLog], procedures: Sequence[Procedure]
+    connection: Connection, new_logs: Sequence[LogRecord], procedures: Sequence[ProcedureRef]
 ) -> uuid.UUID | None:
     """Two consecutive logs after day 14, both with pain >= baseline + 2 (CLINICAL.md), one of
     them new. Bounded queries: the baseline window and each high new log's two neighbours."""
-    dates = [ProcedureDate(p.id, p.performed_on) for p in procedures]
+    dates = [p.clock_date for p in procedures]
     for procedure in procedures:
-        rules = protocols.rules(session, procedure.protocol_id, procedure.protocol_version)
+        rules = protocols.rules(connection, procedure.protocol_id, procedure.protocol_version)
         rule = rules["worsening"]
         late = [
             log
@@ -174,23 +218,23 @@ def _worsening(
             if index_procedure(dates, log.local_date)[0] == procedure.id
             and (log.local_date - procedure.performed_on).days > rule["after_day"]
         ]
-        base = _baseline(session, procedure, rules) if late else None
+        base = _baseline(connection, procedure, rules) if late else None
         if base is None or base["pain"] is None:
             continue
         threshold = base["pain"] + rule["rise_points"]
         later = [p.performed_on for p in procedures if p.performed_on > procedure.performed_on]
-        clock = _effective_on(
-            procedure.patient_id,
-            procedure.performed_on + timedelta(days=rule["after_day"] + 1),
-            min(later) if later else None,
-        )
+        clock = {
+            "patient_id": procedure.patient_id,
+            "start": procedure.performed_on + timedelta(days=rule["after_day"] + 1),
+            "end": min(later) if later else _NO_END,
+        }
         for log in sorted(late, key=lambda item: (item.recorded_at, str(item.id))):
-            if log.pain >= threshold and _neighbour_is_high(session, clock, log, threshold):
+            if log.pain >= threshold and _neighbour_is_high(connection, clock, log, threshold):
                 return log.id
     return None
 
 
-def _explicit(procedure: Procedure) -> dict[str, float | None]:
+def _explicit(procedure: ProcedureRef) -> dict[str, float | None]:
     return {
         "pain": procedure.baseline_pain,
         "leg_pain": procedure.baseline_leg_pain,
@@ -214,7 +258,7 @@ def list_alerts(
     kind: AlertKind | None,
     patient_id: uuid.UUID | None,
 ) -> Page[AlertPublic]:
-    query = select(Alert)
+    query = orm_select(Alert)
     if not principal.is_admin:
         query = query.where(Alert.clinic_id == principal.clinic_id)
     for column, value in (

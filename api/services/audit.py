@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlmodel import Session, select
 
 from api.services.access import Principal
@@ -54,17 +54,18 @@ class Audit:
 
     def record(
         self,
-        session: Session,
+        db: Session | Connection,
         *,
         outcome: Outcome = Outcome.allowed,
         status_code: int = 200,
         resource_id: Any = None,
         patient_id: uuid.UUID | None = None,
     ) -> None:
-        """Add this request's row to the session; the caller's commit writes it."""
+        """Add this request's row to the transaction; the caller's commit writes it."""
         self.target(resource_id=resource_id, patient_id=patient_id)
         # A Core INSERT: every request writes one, and the ORM unit of work adds nothing here.
-        session.connection().execute(
+        connection = db.connection() if isinstance(db, Session) else db
+        connection.execute(
             _INSERT,
             {
                 "id": uuid.uuid4(),

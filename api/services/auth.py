@@ -4,7 +4,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import Connection, bindparam, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -156,11 +156,11 @@ _TOKEN_LOOKUP = (
 )
 
 
-def authenticate(session: Session, *, settings: Settings, token: str) -> Principal:
+def authenticate(connection: Connection, *, settings: Settings, token: str) -> Principal:
     """The caller behind an access token; every request runs this, so it selects plain
-    columns in one query rather than three ORM objects."""
+    columns in one Core query rather than three ORM objects."""
     token_hash = security.keyed_hash(settings.secret_key.get_secret_value(), token)
-    row = session.execute(_TOKEN_LOOKUP, {"token_hash": token_hash}).first()
+    row = connection.execute(_TOKEN_LOOKUP, {"token_hash": token_hash}).first()
     if row is None or row[5] is not None or row[6] <= utc_now():
         raise Unauthorized()
     user_id, role, clinic_id, patient_id, session_id = row[:5]

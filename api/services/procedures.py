@@ -1,19 +1,23 @@
 """Procedures: recording, listing and correcting them, with the consistency rules enforced."""
 
 from datetime import date
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, bindparam, func, insert
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, select
 
 from api.errors import Conflict, FieldError, RuleViolation
-from api.services import candidacy, procedure_rules
+from api.services import candidacy, procedure_rules, records
 from api.services.access import Principal
 from api.services.audit import Audit
 from api.services.clock import today_in
 from api.services.concurrency import IfMatch
 from api.services.pagination import keyset_page
-from models.base import utc_now
+from api.services.protocols import PROTOCOL
+from api.services.records import PROCEDURE, PatientFacts, PatientRef
+from models.base import new_id, utc_now
 from models.page import Page
 from models.patient import CandidacyStatus, Patient, Screening
 from models.procedure import (
@@ -28,7 +32,7 @@ from models.procedure import (
     ProcedureUpdate,
     ProtocolRef,
 )
-from models.protocol import DEFAULT_PROTOCOL_ID, Protocol
+from models.protocol import DEFAULT_PROTOCOL_ID
 
 BASELINE_COLUMNS = {
     "pain": "baseline_pain",
@@ -38,7 +42,8 @@ BASELINE_COLUMNS = {
 }
 
 
-def to_public(procedure: Procedure) -> ProcedurePublic:
+def to_public(procedure: Procedure | SimpleNamespace) -> ProcedurePublic:
+    """The API's view of a stored procedure (an ORM row, or the values just inserted)."""
     values = {metric: getattr(procedure, column) for metric, column in BASELINE_COLUMNS.items()}
     return ProcedurePublic(
         id=procedure.id,
@@ -59,16 +64,24 @@ def to_public(procedure: Procedure) -> ProcedurePublic:
     )
 
 
-def _protocol(session: Session, protocol_id: str | None) -> Protocol:
+_LATEST_PROTOCOL = (
+    sa_select(PROTOCOL.c.id, PROTOCOL.c.version)
+    .where(PROTOCOL.c.id == bindparam("id"))
+    .order_by(PROTOCOL.c.version.desc())
+    .limit(1)
+)
+_INSERT_PROCEDURE = insert(PROCEDURE)
+
+
+def _protocol(connection: Connection, protocol_id: str | None) -> tuple[str, int]:
+    """The latest version of the named protocol (the default one if none is named)."""
     key = protocol_id or DEFAULT_PROTOCOL_ID
-    protocol = session.exec(
-        select(Protocol).where(Protocol.id == key).order_by(col(Protocol.version).desc())
-    ).first()
-    if protocol is None:
+    found = connection.execute(_LATEST_PROTOCOL, {"id": key}).first()
+    if found is None:
         raise RuleViolation(
             "No such protocol", errors=[FieldError("/protocol_id", f"no protocol '{key}'")]
         )
-    return protocol
+    return found.id, found.version
 
 
 def _normalised(injections: list[Injection]) -> list[Injection]:
@@ -78,7 +91,9 @@ def _normalised(injections: list[Injection]) -> list[Injection]:
     ]
 
 
-def _check(patient: Patient, draft: procedure_rules.ProcedureDraft, *, override: bool) -> None:
+def _check(
+    patient: Patient | PatientFacts, draft: procedure_rules.ProcedureDraft, *, override: bool
+) -> None:
     errors = procedure_rules.violations(
         draft, region=patient.stenosis_region, today=today_in(patient.timezone), override=override
     )
@@ -103,7 +118,7 @@ def _draft(
     )
 
 
-def _check_candidacy(patient: Patient, data: ProcedureCreate, audit: Audit) -> None:
+def _check_candidacy(patient: Patient | PatientFacts, data: ProcedureCreate, audit: Audit) -> None:
     result = candidacy.assess(Screening.model_validate(patient.screening), patient.stenosis_cause)
     if result.status != CandidacyStatus.contraindicated:
         return
@@ -116,36 +131,47 @@ def _check_candidacy(patient: Patient, data: ProcedureCreate, audit: Audit) -> N
 
 
 def record(
-    session: Session, *, patient: Patient, data: ProcedureCreate, by: Principal, audit: Audit
+    connection: Connection,
+    *,
+    patient: PatientRef,
+    data: ProcedureCreate,
+    by: Principal,
+    audit: Audit,
 ) -> ProcedurePublic:
+    """Record a procedure (Core: every clinic visit ends in one, see api/services/records.py)."""
+    facts = records.patient_facts(connection, patient.id)  # as this transaction sees it
     injections = _normalised(data.injections)
     _check(
-        patient,
+        facts,
         _draft(data.performed_on, data, data.harvest, injections),
         override=bool(data.override_reason),
     )
-    protocol = _protocol(session, data.protocol_id)
-    _check_candidacy(patient, data, audit)
-    procedure = Procedure(
-        patient_id=patient.id,
-        performed_on=data.performed_on,
-        treatment=data.treatment,
-        cell_source=data.cell_source,
-        harvest=data.harvest.model_dump(mode="json") if data.harvest else None,
-        injections=[i.model_dump(mode="json") for i in injections],
-        adjuncts=[a.value for a in data.adjuncts],
-        protocol_id=protocol.id,
-        protocol_version=protocol.version,
-        notes=data.notes,
-        override_reason=data.override_reason,
-        created_by_id=by.user_id,
-    )
-    for column, value in _baseline_columns(data.baseline).items():
-        setattr(procedure, column, value)
-    session.add(procedure)
-    audit.record(session, status_code=201, resource_id=procedure.id, patient_id=patient.id)
-    session.commit()
-    return to_public(procedure)
+    protocol_id, protocol_version = _protocol(connection, data.protocol_id)
+    _check_candidacy(facts, data, audit)
+    now = utc_now()
+    values = {
+        "id": new_id(),
+        "patient_id": patient.id,
+        "performed_on": data.performed_on,
+        "treatment": data.treatment,
+        "cell_source": data.cell_source,
+        "harvest": data.harvest.model_dump(mode="json") if data.harvest else None,
+        "injections": [i.model_dump(mode="json") for i in injections],
+        "adjuncts": [a.value for a in data.adjuncts],
+        **_baseline_columns(data.baseline),
+        "protocol_id": protocol_id,
+        "protocol_version": protocol_version,
+        "notes": data.notes,
+        "override_reason": data.override_reason,
+        "created_by_id": by.user_id,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    connection.execute(_INSERT_PROCEDURE, values)
+    audit.record(connection, status_code=201, resource_id=values["id"], patient_id=patient.id)
+    connection.commit()
+    return to_public(SimpleNamespace(**values))
 
 
 def _baseline_columns(baseline: Baseline | None) -> dict[str, float | None]:

@@ -1,5 +1,9 @@
 """Symptom logs: offline-safe, idempotent ingestion (by the app's client_id), corrections that
-supersede without editing, and reads on the procedure clock."""
+supersede without editing, and reads on the procedure clock.
+
+Writes work on a Core connection with plain rows (api/services/records.py says why); the reads
+of whole histories use the ORM.
+"""
 
 import hashlib
 import json
@@ -11,14 +15,24 @@ from datetime import timezone as dt_timezone
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import bindparam
+from sqlalchemy import Connection, bindparam, insert
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from api.errors import FieldError
 from api.services import alerts, clock, scoring
 from api.services.audit import Audit
+from api.services.clock import ProcedureDate
 from api.services.pagination import keyset_page
-from models.base import utc_now
+from api.services.records import (
+    LOG_COLUMNS,
+    PATIENT,
+    SYMPTOM_LOG,
+    LogRecord,
+    PatientRef,
+    procedure_refs,
+)
+from models.base import new_id, utc_now
 from models.patient import Patient
 from models.procedure import Procedure
 from models.symptom_log import (
@@ -49,8 +63,15 @@ class Outcome:
 
     status: str  # created | duplicate | conflict | rejected
     client_id: uuid.UUID | None
-    log: SymptomLog | None = None
+    log: LogRecord | None = None
     errors: list[FieldError] = field(default_factory=list)
+    row: dict[str, Any] | None = None  # a created log's values, to INSERT
+
+
+@dataclass
+class Ingested:
+    outcomes: list[Outcome]
+    clock: list[ProcedureDate]  # the patient's procedures, as the transaction saw them
 
 
 def content_hash(payload: dict[str, Any]) -> str:
@@ -59,7 +80,8 @@ def content_hash(payload: dict[str, Any]) -> str:
 
 
 def parse_item(raw: Any, index: int) -> SymptomLogIn | Outcome:
-    """Validate one batch item on its own; a bad item becomes a `rejected` outcome."""
+    """Validate one batch item on its own; a bad item becomes a `rejected` outcome. As JSON, so
+    an item is judged exactly as the same log posted alone would be."""
     client_id = _client_id_of(raw)
     try:
         return SymptomLogIn.model_validate_json(json.dumps(raw))
@@ -82,75 +104,88 @@ def _client_id_of(raw: Any) -> uuid.UUID | None:
 
 
 # Statements built once: constructing them per request costs more than running them.
-_LOCK_PATIENT = select(Patient.id).where(Patient.id == bindparam("patient_id")).with_for_update()
+_LOCK_PATIENT = (
+    sa_select(PATIENT.c.id).where(PATIENT.c.id == bindparam("patient_id")).with_for_update()
+)
+_BY_CLIENT_IDS = sa_select(*LOG_COLUMNS).where(
+    SYMPTOM_LOG.c.patient_id == bindparam("patient_id"),
+    SYMPTOM_LOG.c.client_id.in_(bindparam("client_ids", expanding=True)),
+)
+_INSERT_LOG = insert(SYMPTOM_LOG)
+_CORRECTION_OF = sa_select(SYMPTOM_LOG.c.id).where(SYMPTOM_LOG.c.corrects_id == bindparam("log_id"))
+_CORRECTIONS_OF = sa_select(SYMPTOM_LOG.c.corrects_id, SYMPTOM_LOG.c.id).where(
+    SYMPTOM_LOG.c.corrects_id.in_(bindparam("log_ids", expanding=True))
+)
 
 
-def _lock_patient(session: Session, patient_id: uuid.UUID) -> None:
-    """Serialise one patient's log writes (PostgreSQL row lock; SQLite writes are serial anyway)."""
-    session.exec(_LOCK_PATIENT, params={"patient_id": patient_id}).one()
+def _lock_patient(connection: Connection, patient_id: uuid.UUID) -> None:
+    """Serialise one patient's log writes: a row lock on PostgreSQL. SQLite writers already
+    take turns (api/db.py), and it has no row locks to take."""
+    if connection.dialect.name != "sqlite":
+        connection.execute(_LOCK_PATIENT, {"patient_id": patient_id}).one()
 
 
-def _build(
+def _values(
     item: SymptomLogIn | CorrectionIn,
-    values: dict[str, Any],
+    fields: dict[str, Any],
     *,
-    patient: Patient,
+    patient: PatientRef,
     source: LogSource,
     by: uuid.UUID,
     received_at: datetime,
     pointer: str,
-) -> SymptomLog | list[FieldError]:
+) -> dict[str, Any] | list[FieldError]:
+    """A new log's row, or what is wrong with it."""
     errors = []
-    recorded_at: datetime = values["recorded_at"]
+    recorded_at: datetime = fields["recorded_at"]
     if recorded_at > received_at + FUTURE_TOLERANCE:
         errors.append(FieldError(f"{pointer}/recorded_at", "is more than 5 minutes in the future"))
     odi = None
-    if values.get("odi_answers") is not None:
+    if fields.get("odi_answers") is not None:
         try:
-            odi = scoring.oswestry(values["odi_answers"])
+            odi = scoring.oswestry(fields["odi_answers"])
         except scoring.TooManyUnanswered as exc:
             errors.append(FieldError(f"{pointer}/odi_answers", str(exc)))
     if errors:
         return errors
-    timezone = values.get("timezone") or patient.timezone
-    symptoms = values.get("symptoms")
-    return SymptomLog(
-        patient_id=patient.id,
-        client_id=item.client_id,
-        content_hash=content_hash(item.model_dump(mode="json", exclude_unset=True)),
-        recorded_at=recorded_at,
-        utc_offset_minutes=clock.utc_offset_minutes(recorded_at),
-        timezone=timezone,
-        local_date=clock.local_date(recorded_at, timezone),
-        received_at=received_at,
-        pain=values["pain"],
-        leg_pain=values.get("leg_pain"),
-        mobility=values.get("mobility"),
-        walking_minutes=values.get("walking_minutes"),
-        odi_answers=values.get("odi_answers"),
-        odi=odi,
-        symptoms=symptoms.model_dump(exclude_none=True)
-        if isinstance(symptoms, Symptoms)
-        else symptoms,
-        side_effects=[str(v) for v in values.get("side_effects") or []],
-        red_flags=[str(v) for v in values.get("red_flags") or []],
-        note=values.get("note"),
-        source=source,
-        created_by_id=by,
-    )
+    timezone = fields.get("timezone") or patient.timezone
+    return {
+        "id": new_id(),
+        "patient_id": patient.id,
+        "client_id": item.client_id,
+        "content_hash": content_hash(item.model_dump(mode="json", exclude_unset=True)),
+        "recorded_at": recorded_at,
+        "utc_offset_minutes": clock.utc_offset_minutes(recorded_at),
+        "timezone": timezone,
+        "local_date": clock.local_date(recorded_at, timezone),
+        "received_at": received_at,
+        "pain": fields["pain"],
+        "leg_pain": fields.get("leg_pain"),
+        "mobility": fields.get("mobility"),
+        "walking_minutes": fields.get("walking_minutes"),
+        "odi_answers": fields.get("odi_answers"),
+        "odi": odi,
+        "symptoms": _symptoms(fields.get("symptoms")),
+        "side_effects": [str(v) for v in fields.get("side_effects") or []],
+        "red_flags": [str(v) for v in fields.get("red_flags") or []],
+        "note": fields.get("note"),
+        "source": source,
+        "created_by_id": by,
+        "corrects_id": None,
+    }
+
+
+def _symptoms(symptoms: Symptoms | dict[str, Any] | None) -> dict[str, Any] | None:
+    return symptoms.model_dump() if isinstance(symptoms, Symptoms) else symptoms
 
 
 def _existing(
-    session: Session, patient_id: uuid.UUID, client_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, SymptomLog]:
+    connection: Connection, patient_id: uuid.UUID, client_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, LogRecord]:
     if not client_ids:
         return {}
-    rows = session.exec(
-        select(SymptomLog).where(
-            SymptomLog.patient_id == patient_id, col(SymptomLog.client_id).in_(client_ids)
-        )
-    )
-    return {row.client_id: row for row in rows}
+    rows = connection.execute(_BY_CLIENT_IDS, {"patient_id": patient_id, "client_ids": client_ids})
+    return {row.client_id: LogRecord(*row) for row in rows}
 
 
 def effective_logs_of(
@@ -190,23 +225,25 @@ def procedures_of(session: Session, patient_id: uuid.UUID) -> list[Procedure]:
 
 
 def ingest(
-    session: Session,
+    connection: Connection,
     *,
-    patient: Patient,
+    patient: PatientRef,
     items: Sequence[SymptomLogIn | Outcome],
     source: LogSource,
     by: uuid.UUID,
     audit: Audit,
     batch: bool,
-) -> list[Outcome]:
+) -> Ingested:
     """Store the valid new logs, report the rest; all in one transaction with alerts and audit."""
-    _lock_patient(session, patient.id)
+    _lock_patient(connection, patient.id)
+    procedures = procedure_refs(connection, patient.id)
     received_at = utc_now()
     stored = _existing(
-        session, patient.id, [i.client_id for i in items if isinstance(i, SymptomLogIn)]
+        connection, patient.id, [i.client_id for i in items if isinstance(i, SymptomLogIn)]
     )
     outcomes: list[Outcome] = []
-    created: list[SymptomLog] = []
+    created: list[LogRecord] = []
+    rows: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         outcome = (
             item
@@ -221,29 +258,24 @@ def ingest(
                 pointer=f"/logs/{index}" if batch else "",
             )
         )
-        if outcome.status == "created" and outcome.log is not None:
+        if outcome.row is not None and outcome.log is not None:
+            rows.append(outcome.row)
             created.append(outcome.log)
             stored[outcome.log.client_id] = outcome.log
         outcomes.append(outcome)
-    session.add_all(created)
-    if created:
-        session.flush()
-        alerts.check_new_logs(
-            session,
-            patient=patient,
-            new_logs=created,
-            procedures=procedures_of(session, patient.id),
-        )
+    if rows:
+        connection.execute(_INSERT_LOG, rows)
+        alerts.check_new_logs(connection, patient=patient, new_logs=created, procedures=procedures)
     single = None if batch else outcomes[0]
     status_code = 200 if batch else _single_status(outcomes[0])
     audit.record(
-        session,
+        connection,
         status_code=status_code,
         patient_id=patient.id,
         resource_id=single.log.id if single and single.log else None,
     )
-    session.commit()
-    return outcomes
+    connection.commit()
+    return Ingested(outcomes, [p.clock_date for p in procedures])
 
 
 def _single_status(outcome: Outcome) -> int:
@@ -252,9 +284,9 @@ def _single_status(outcome: Outcome) -> int:
 
 def _decide(
     item: SymptomLogIn,
-    stored: dict[uuid.UUID, SymptomLog],
+    stored: dict[uuid.UUID, LogRecord],
     *,
-    patient: Patient,
+    patient: PatientRef,
     source: LogSource,
     by: uuid.UUID,
     received_at: datetime,
@@ -277,60 +309,59 @@ def _decide(
                 )
             ],
         )
-    built = _build(
+    values = _values(
         item,
-        item.model_dump(),
+        dict(item),  # the validated fields, without copying them
         patient=patient,
         source=source,
         by=by,
         received_at=received_at,
         pointer=pointer,
     )
-    if isinstance(built, list):
-        return Outcome("rejected", item.client_id, errors=built)
-    return Outcome("created", item.client_id, log=built)
+    if isinstance(values, list):
+        return Outcome("rejected", item.client_id, errors=values)
+    return Outcome("created", item.client_id, log=LogRecord(**values), row=values)
 
 
 def correct(
-    session: Session,
+    connection: Connection,
     *,
-    patient: Patient,
-    original: SymptomLog,
+    patient: PatientRef,
+    original: LogRecord,
     data: CorrectionIn,
     source: LogSource,
     by: uuid.UUID,
     audit: Audit,
 ) -> Outcome:
     """Store a correction that supersedes `original` (which stays readable)."""
-    _lock_patient(session, patient.id)
-    stored = _existing(session, patient.id, [data.client_id])
-    outcome = _correction_outcome(session, patient, original, data, stored, source, by)
-    if outcome.status == "created" and outcome.log is not None:
-        session.add(outcome.log)
-        session.flush()
+    _lock_patient(connection, patient.id)
+    stored = _existing(connection, patient.id, [data.client_id])
+    outcome = _correction_outcome(connection, patient, original, data, stored, source, by)
+    if outcome.row is not None and outcome.log is not None:
+        connection.execute(_INSERT_LOG, outcome.row)
         alerts.check_new_logs(
-            session,
+            connection,
             patient=patient,
             new_logs=[outcome.log],
-            procedures=procedures_of(session, patient.id),
+            procedures=procedure_refs(connection, patient.id),
         )
     if outcome.status in ("created", "duplicate"):
         audit.record(
-            session,
+            connection,
             status_code=201 if outcome.status == "created" else 200,
             resource_id=outcome.log.id if outcome.log else None,
             patient_id=patient.id,
         )
-        session.commit()
+        connection.commit()
     return outcome
 
 
 def _correction_outcome(
-    session: Session,
-    patient: Patient,
-    original: SymptomLog,
+    connection: Connection,
+    patient: PatientRef,
+    original: LogRecord,
     data: CorrectionIn,
-    stored: dict[uuid.UUID, SymptomLog],
+    stored: dict[uuid.UUID, LogRecord],
     source: LogSource,
     by: uuid.UUID,
 ) -> Outcome:
@@ -345,7 +376,7 @@ def _correction_outcome(
             log=previous,
             errors=[] if same else [FieldError("/client_id", "was already used for other content")],
         )
-    newer = session.exec(select(SymptomLog.id).where(SymptomLog.corrects_id == original.id)).first()
+    newer = connection.execute(_CORRECTION_OF, {"log_id": original.id}).scalar()
     if newer is not None:
         return Outcome(
             "conflict",
@@ -356,17 +387,17 @@ def _correction_outcome(
                 )
             ],
         )
-    values = _original_values(original) | data.model_dump(exclude_unset=True)
-    built = _build(
-        data, values, patient=patient, source=source, by=by, received_at=utc_now(), pointer=""
+    fields = _original_values(original) | data.model_dump(exclude_unset=True)
+    values = _values(
+        data, fields, patient=patient, source=source, by=by, received_at=utc_now(), pointer=""
     )
-    if isinstance(built, list):
-        return Outcome("rejected", data.client_id, errors=built)
-    built.corrects_id = original.id
-    return Outcome("created", data.client_id, log=built)
+    if isinstance(values, list):
+        return Outcome("rejected", data.client_id, errors=values)
+    values["corrects_id"] = original.id
+    return Outcome("created", data.client_id, log=LogRecord(**values), row=values)
 
 
-def _original_values(log: SymptomLog) -> dict[str, Any]:
+def _original_values(log: LogRecord) -> dict[str, Any]:
     names = (
         "pain",
         "leg_pain",
@@ -386,16 +417,16 @@ def _original_values(log: SymptomLog) -> dict[str, Any]:
     return values
 
 
-def _as_sent(log: SymptomLog) -> datetime:
+def _as_sent(log: LogRecord | SymptomLog) -> datetime:
     return log.recorded_at.astimezone(dt_timezone(timedelta(minutes=log.utc_offset_minutes)))
 
 
 def to_public(
-    log: SymptomLog, procedures: Sequence[Procedure], superseded_by: uuid.UUID | None = None
+    log: LogRecord | SymptomLog,
+    procedures: Sequence[ProcedureDate],
+    superseded_by: uuid.UUID | None = None,
 ) -> SymptomLogPublic:
-    procedure_id, day = clock.index_procedure(
-        [clock.ProcedureDate(p.id, p.performed_on) for p in procedures], log.local_date
-    )
+    procedure_id, day = clock.index_procedure(procedures, log.local_date)
     return SymptomLogPublic(
         id=log.id,
         patient_id=log.patient_id,
@@ -424,10 +455,24 @@ def to_public(
     )
 
 
+def public_records(
+    connection: Connection, patient_id: uuid.UUID, logs: Sequence[LogRecord]
+) -> list[SymptomLogPublic]:
+    """Logs as the API shows them, each with the correction that supersedes it, if any."""
+    dates = [p.clock_date for p in procedure_refs(connection, patient_id)]
+    ids = [log.id for log in logs]
+    corrections: dict[uuid.UUID, uuid.UUID] = (
+        {row.corrects_id: row.id for row in connection.execute(_CORRECTIONS_OF, {"log_ids": ids})}
+        if ids
+        else {}
+    )
+    return [to_public(log, dates, corrections.get(log.id)) for log in logs]
+
+
 def public_logs(
     session: Session, patient_id: uuid.UUID, logs: Sequence[SymptomLog]
 ) -> list[SymptomLogPublic]:
-    procedures = procedures_of(session, patient_id)
+    dates = [ProcedureDate(p.id, p.performed_on) for p in procedures_of(session, patient_id)]
     ids = [log.id for log in logs]
     corrections = (
         dict(
@@ -440,7 +485,7 @@ def public_logs(
         if ids
         else {}
     )
-    return [to_public(log, procedures, corrections.get(log.id)) for log in logs]
+    return [to_public(log, dates, corrections.get(log.id)) for log in logs]
 
 
 def sync_page(

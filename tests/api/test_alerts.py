@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -531,14 +532,14 @@ def test_the_alert_commits_in_the_same_transaction_as_the_log(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     original = Audit.record
-    pending_alerts: list[Alert] = []
+    pending_alerts: list[Any] = []
 
-    def failing_record(self: Audit, session: Session, **kwargs: Any) -> None:
+    def failing_record(self: Audit, connection: Connection, **kwargs: Any) -> None:
         if self.action == "symptom_log.create_own":
-            pending_alerts.extend(obj for obj in session.new if isinstance(obj, Alert))
-            pending_alerts.extend(obj for obj in session.dirty if isinstance(obj, Alert))
+            # Written in this transaction, not yet committed: the failure must take it back.
+            pending_alerts.extend(connection.execute(select(Alert.id)).all())
             raise RuntimeError("the audit store failed")
-        original(self, session, **kwargs)
+        original(self, connection, **kwargs)
 
     client_id = str(uuid.uuid4())
     body = {
@@ -557,7 +558,7 @@ def test_the_alert_commits_in_the_same_transaction_as_the_log(
     problem = assert_problem(response, 500)
     assert problem.get("request_id")
     assert "Traceback" not in response.text
-    assert pending_alerts, "the alert was not in the session when the transaction failed"
+    assert pending_alerts, "the alert was not in the transaction when it failed"
     assert fetch(db, select(SymptomLog).where(SymptomLog.patient_id == world.patient_a.id)) == []
     assert fetch(db, select(Alert)) == []
 
