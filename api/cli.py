@@ -66,7 +66,7 @@ def serve(
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     typer.echo(f"Recovery Tracker on http://{shown}:{port} — API docs: http://{shown}:{port}/docs")
     uvicorn.run(
-        "api.main:create_app",
+        "api.main:create_server_app",
         factory=True,
         host=host,
         port=port,

@@ -1,5 +1,6 @@
 """The application: settings, database, middleware, error handlers and routers."""
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -54,12 +55,18 @@ def api_router() -> APIRouter:
     return router
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         database = Database.from_settings(settings)
+        if freeze_heap:
+            # What exists now (modules, models, routes, schemas: ~135k objects) lives as long as
+            # the process. Left to the collector, each full collection walks all of it: 40-110 ms
+            # with every request waiting, seven times in 15 s under load (the p99). Frozen, a
+            # full collection sees only what requests made.
+            gc.freeze()
         try:
             yield {"database": database, "settings": settings}
         finally:
@@ -82,3 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app
+
+
+def create_server_app() -> FastAPI:
+    """The app as `recovery-tracker serve` runs it (uvicorn's factory, once per process)."""
+    return create_app(freeze_heap=True)

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection, bindparam, insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -77,6 +77,22 @@ class Ingested:
 def content_hash(payload: dict[str, Any]) -> str:
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_BATCH_ITEMS = TypeAdapter(list[SymptomLogIn])
+
+
+def parse_items(raw_items: Sequence[Any]) -> list[SymptomLogIn | Outcome]:
+    """Every batch item validated, or rejected on its own.
+
+    A batch with no bad item (the usual case) is validated in one call on the decoded JSON; for
+    these JSON-typed values (objects, arrays, strings, numbers) and this model, Python-mode
+    validation accepts exactly what JSON mode does. A batch with a bad item is validated item by
+    item in JSON mode, so each error reads as it would for the same log posted alone."""
+    try:
+        return list(_BATCH_ITEMS.validate_python(raw_items))
+    except ValidationError:
+        return [parse_item(raw, index) for index, raw in enumerate(raw_items)]
 
 
 def parse_item(raw: Any, index: int) -> SymptomLogIn | Outcome:
@@ -311,7 +327,7 @@ def _decide(
         )
     values = _values(
         item,
-        dict(item),  # the validated fields, without copying them
+        item.__dict__,  # the validated fields (read only), without copying them
         patient=patient,
         source=source,
         by=by,
