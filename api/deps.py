@@ -169,10 +169,9 @@ async def load_me_ref(request: Request, principal: PrincipalDep) -> PatientRef:
     if principal.patient_id is None:
         raise Forbidden("Only a patient's app token can use /v1/me")
     audit_of(request).target(patient_id=principal.patient_id)
-    patient = await _database(request).lookup(records.patient_ref, principal.patient_id)
-    if patient is None:
+    if principal.patient is None:  # the token's patient is gone
         raise NotFound("Patient not found")
-    return patient
+    return principal.patient
 
 
 MeRefDep = Annotated[PatientRef, Depends(load_me_ref)]

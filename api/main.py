@@ -26,6 +26,7 @@ from api.routes import (
 )
 
 API_PREFIX = "/v1"
+GC_YOUNG_THRESHOLD = 10_000  # CPython's default is 700
 DESCRIPTION = """Recovery tracking for regenerative spine procedures.
 
 Errors are RFC 9457 `application/problem+json`. Lists are cursor-paginated. Every read or write of
@@ -67,6 +68,9 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
             # with every request waiting, seven times in 15 s under load (the p99). Frozen, a
             # full collection sees only what requests made.
             gc.freeze()
+            # Reference counting frees almost everything a request makes; the collector only
+            # walks what is still alive, so fewer, larger young collections cost less in all.
+            gc.set_threshold(GC_YOUNG_THRESHOLD)
         try:
             yield {"database": database, "settings": settings}
         finally:

@@ -3,6 +3,7 @@
 import uuid
 from dataclasses import dataclass
 
+from api.services.records import PatientRef
 from models.identity import Role
 
 
@@ -13,6 +14,8 @@ class Principal:
     clinic_id: uuid.UUID | None
     patient_id: uuid.UUID | None
     session_id: uuid.UUID
+    # A patient token's patient, read with the token (saves /v1/me requests a lookup).
+    patient: PatientRef | None = None
 
     @property
     def is_admin(self) -> bool:

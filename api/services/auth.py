@@ -14,6 +14,7 @@ from api.errors import Unauthorized
 from api.services import throttle
 from api.services.access import Principal
 from api.services.audit import Audit
+from api.services.records import PATIENT, PatientRef
 from models.audit import Outcome
 from models.base import utc_now
 from models.identity import AuthSession, AuthToken, Role, TokenKind, TokenPair, UserAccount
@@ -146,9 +147,12 @@ _TOKEN_LOOKUP = (
         col(AuthSession.id),
         col(AuthSession.revoked_at),
         col(AuthToken.expires_at),
+        PATIENT.c.clinic_id,
+        PATIENT.c.timezone,
     )
     .join(AuthSession, col(AuthSession.id) == AuthToken.session_id)
     .join(UserAccount, col(UserAccount.id) == AuthSession.user_id)
+    .outerjoin(PATIENT, PATIENT.c.id == UserAccount.patient_id)
     .where(
         col(AuthToken.token_hash) == bindparam("token_hash"),
         col(AuthToken.kind) == TokenKind.access,
@@ -164,12 +168,16 @@ def authenticate(connection: Connection, *, settings: Settings, token: str) -> P
     if row is None or row[5] is not None or row[6] <= utc_now():
         raise Unauthorized()
     user_id, role, clinic_id, patient_id, session_id = row[:5]
+    patient_clinic_id, patient_timezone = row[7:9]
     return Principal(
         user_id=user_id,
         role=role,
         clinic_id=clinic_id,
         patient_id=patient_id,
         session_id=session_id,
+        patient=PatientRef(patient_id, patient_clinic_id, patient_timezone)
+        if patient_id is not None and patient_clinic_id is not None
+        else None,
     )
 
 

@@ -1,5 +1,6 @@
 """Procedures: recording, listing and correcting them, with the consistency rules enforced."""
 
+import uuid
 from datetime import date
 from types import SimpleNamespace
 from typing import Any
@@ -9,14 +10,14 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from api.errors import Conflict, FieldError, RuleViolation
-from api.services import candidacy, procedure_rules, records
+from api.services import candidacy, procedure_rules
 from api.services.access import Principal
 from api.services.audit import Audit
 from api.services.clock import today_in
 from api.services.concurrency import IfMatch
 from api.services.pagination import keyset_page
 from api.services.protocols import PROTOCOL
-from api.services.records import PROCEDURE, PatientFacts, PatientRef
+from api.services.records import PATIENT, PROCEDURE, PatientFacts, PatientRef
 from models.base import new_id, utc_now
 from models.page import Page
 from models.patient import CandidacyStatus, Patient, Screening
@@ -64,24 +65,35 @@ def to_public(procedure: Procedure | SimpleNamespace) -> ProcedurePublic:
     )
 
 
-_LATEST_PROTOCOL = (
-    sa_select(PROTOCOL.c.id, PROTOCOL.c.version)
-    .where(PROTOCOL.c.id == bindparam("id"))
+# What the rules read of the patient, and the protocol's latest version, in one round trip.
+_FACTS_AND_PROTOCOL = sa_select(
+    PATIENT.c.id,
+    PATIENT.c.timezone,
+    PATIENT.c.stenosis_region,
+    PATIENT.c.stenosis_cause,
+    PATIENT.c.screening,
+    sa_select(PROTOCOL.c.version)
+    .where(PROTOCOL.c.id == bindparam("protocol_id"))
     .order_by(PROTOCOL.c.version.desc())
     .limit(1)
-)
+    .scalar_subquery(),
+).where(PATIENT.c.id == bindparam("patient_id"))
 _INSERT_PROCEDURE = insert(PROCEDURE)
 
 
-def _protocol(connection: Connection, protocol_id: str | None) -> tuple[str, int]:
-    """The latest version of the named protocol (the default one if none is named)."""
-    key = protocol_id or DEFAULT_PROTOCOL_ID
-    found = connection.execute(_LATEST_PROTOCOL, {"id": key}).first()
-    if found is None:
-        raise RuleViolation(
-            "No such protocol", errors=[FieldError("/protocol_id", f"no protocol '{key}'")]
-        )
-    return found.id, found.version
+def _facts_and_protocol(
+    connection: Connection, patient_id: uuid.UUID, protocol_id: str
+) -> tuple[PatientFacts, int | None]:
+    row = connection.execute(
+        _FACTS_AND_PROTOCOL, {"patient_id": patient_id, "protocol_id": protocol_id}
+    ).one()
+    return PatientFacts(*row[:5]), row[5]
+
+
+def _no_protocol(protocol_id: str) -> RuleViolation:
+    return RuleViolation(
+        "No such protocol", errors=[FieldError("/protocol_id", f"no protocol '{protocol_id}'")]
+    )
 
 
 def _normalised(injections: list[Injection]) -> list[Injection]:
@@ -139,14 +151,17 @@ def record(
     audit: Audit,
 ) -> ProcedurePublic:
     """Record a procedure (Core: every clinic visit ends in one, see api/services/records.py)."""
-    facts = records.patient_facts(connection, patient.id)  # as this transaction sees it
+    protocol_id = data.protocol_id or DEFAULT_PROTOCOL_ID
+    # The patient as this transaction sees it, and the protocol's latest version.
+    facts, protocol_version = _facts_and_protocol(connection, patient.id, protocol_id)
     injections = _normalised(data.injections)
     _check(
         facts,
         _draft(data.performed_on, data, data.harvest, injections),
         override=bool(data.override_reason),
     )
-    protocol_id, protocol_version = _protocol(connection, data.protocol_id)
+    if protocol_version is None:
+        raise _no_protocol(protocol_id)
     _check_candidacy(facts, data, audit)
     now = utc_now()
     values = {

@@ -54,19 +54,6 @@ class PatientFacts:
     screening: dict[str, Any]
 
 
-_PATIENT_FACTS = select(
-    PATIENT.c.id,
-    PATIENT.c.timezone,
-    PATIENT.c.stenosis_region,
-    PATIENT.c.stenosis_cause,
-    PATIENT.c.screening,
-).where(PATIENT.c.id == bindparam("patient_id"))
-
-
-def patient_facts(connection: Connection, patient_id: uuid.UUID) -> PatientFacts:
-    return PatientFacts(*connection.execute(_PATIENT_FACTS, {"patient_id": patient_id}).one())
-
-
 @dataclass(frozen=True, slots=True)
 class ProcedureRef:
     """What the clock and the alert rules need of a procedure."""
