@@ -1,10 +1,12 @@
 """Database engines and sessions: SQLite (default) or PostgreSQL.
 
 Every request makes one trip to a worker thread: its use-case runs there in its own session
-(`Database.run`) and commits once. SQLite allows one writer at a time, so a use-case's
-transaction takes the process's write turn (a lock) when it begins and gives it back once it has
-committed or rolled back: writers queue in the process instead of sleeping in SQLite's busy
-handler, which turns lock waits into tail latency. The request's lookups (who is calling, which
+(`Database.run`) or on its own Core connection (`Database.write`, the hot write paths) and
+commits once. SQLite allows one writer at a time, so a use-case's transaction takes the
+process's write turn (a lock) when it begins and gives it back once it has committed or rolled
+back, and use-cases run on one thread in arrival order: writers queue in the process, first
+come first served, instead of sleeping in SQLite's busy handler, which turns lock waits into
+tail latency. The request's lookups (who is calling, which
 patient) do not take the turn: they run on a second engine in autocommit, which WAL answers
 from a snapshot without locks, right on the event loop because they take microseconds
 (`Database.read`). Write transactions start with BEGIN IMMEDIATE, so another process (the CLI)
