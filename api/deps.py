@@ -153,12 +153,17 @@ async def load_patient_ref(
 PatientRefDep = Annotated[PatientRef, Depends(load_patient_ref)]
 
 
-async def load_patient(ref: PatientRefDep, request: Request) -> Patient:
-    """The whole record of the patient in the path (access checked by `load_patient_ref`)."""
+async def _whole_record(request: Request, ref: PatientRef) -> Patient:
+    """A patient's whole record, once a ref loader has checked access."""
     patient = await _database(request).read(_get, Patient, ref.id)
     if patient is None:  # deleted in between
         raise NotFound("Patient not found")
     return patient
+
+
+async def load_patient(ref: PatientRefDep, request: Request) -> Patient:
+    """The whole record of the patient in the path (access checked by `load_patient_ref`)."""
+    return await _whole_record(request, ref)
 
 
 PatientDep = Annotated[Patient, Depends(load_patient)]
@@ -178,10 +183,7 @@ MeRefDep = Annotated[PatientRef, Depends(load_me_ref)]
 
 
 async def load_me(ref: MeRefDep, request: Request) -> Patient:
-    patient = await _database(request).read(_get, Patient, ref.id)
-    if patient is None:
-        raise NotFound("Patient not found")
-    return patient
+    return await _whole_record(request, ref)
 
 
 MeDep = Annotated[Patient, Depends(load_me)]

@@ -1,6 +1,7 @@
 """Procedures: recording, listing and correcting them, with the consistency rules enforced."""
 
 import uuid
+from dataclasses import dataclass
 from datetime import date
 from types import SimpleNamespace
 from typing import Any
@@ -17,10 +18,10 @@ from api.services.clock import today_in
 from api.services.concurrency import IfMatch
 from api.services.pagination import keyset_page
 from api.services.protocols import PROTOCOL
-from api.services.records import PATIENT, PROCEDURE, PatientFacts, PatientRef
+from api.services.records import PATIENT, PROCEDURE, PatientRef
 from models.base import new_id, utc_now
 from models.page import Page
-from models.patient import CandidacyStatus, Patient, Screening
+from models.patient import CandidacyStatus, Patient, Screening, StenosisCause, StenosisRegion
 from models.procedure import (
     AdverseEvent,
     Baseline,
@@ -63,6 +64,17 @@ def to_public(procedure: Procedure | SimpleNamespace) -> ProcedurePublic:
         created_at=procedure.created_at,
         updated_at=procedure.updated_at,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PatientFacts:
+    """What the procedure rules read of a patient."""
+
+    id: uuid.UUID
+    timezone: str
+    stenosis_region: StenosisRegion
+    stenosis_cause: StenosisCause
+    screening: dict[str, Any]
 
 
 # What the rules read of the patient, and the protocol's latest version, in one round trip.

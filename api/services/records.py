@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, select
 
 from api.services.clock import ProcedureDate
-from models.patient import Patient, StenosisCause, StenosisRegion
+from models.patient import Patient
 from models.procedure import Procedure
 from models.symptom_log import LogSource, SymptomLog
 
@@ -41,17 +41,6 @@ _PATIENT_REF = select(PATIENT.c.id, PATIENT.c.clinic_id, PATIENT.c.timezone).whe
 def patient_ref(connection: Connection, patient_id: uuid.UUID) -> PatientRef | None:
     row = connection.execute(_PATIENT_REF, {"patient_id": patient_id}).first()
     return None if row is None else PatientRef(*row)
-
-
-@dataclass(frozen=True, slots=True)
-class PatientFacts:
-    """What the procedure rules read of a patient."""
-
-    id: uuid.UUID
-    timezone: str
-    stenosis_region: StenosisRegion
-    stenosis_cause: StenosisCause
-    screening: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
