@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
+import pydantic_core
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, event
@@ -46,6 +47,12 @@ SQLITE_PRAGMAS = {
 WRITE_TURN_WAIT_S = 30.0
 
 
+def json_text(value: Any) -> str:
+    """A JSON column's text, compact, in one call into pydantic-core (Rust): about six times as
+    fast as `json.dumps`, and a check-in writes four such columns."""
+    return pydantic_core.to_json(value).decode()
+
+
 class DatabaseBusy(DomainError):
     status_code, title, slug = 503, "Service Unavailable", "database-busy"
 
@@ -65,6 +72,7 @@ def make_engine(
             max_overflow=pool_size,
             pool_pre_ping=True,
             hide_parameters=True,
+            json_serializer=json_text,
         )
     engine = create_engine(
         database_url,
@@ -73,6 +81,7 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=pool_size,
         hide_parameters=True,
+        json_serializer=json_text,
     )
 
     @event.listens_for(engine, "connect")

@@ -224,12 +224,13 @@ def load(
             )
         logs = _logs(rng, performed_on, today, baseline)
         with session_factory() as session, _engine_of(session).connect() as connection:
+            drafts = symptom_logs.drafts(
+                logs, patient=ref, source=LogSource.app, by=admin.user_id, batch=True
+            )
             symptom_logs.ingest(
                 connection,
                 patient=ref,
-                items=logs,
-                source=LogSource.app,
-                by=admin.user_id,
+                drafts=drafts,
                 audit=_audit("demo.symptom_logs"),
                 batch=True,
             )

@@ -10,7 +10,7 @@ from enum import StrEnum
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-from models.base import enum_column, new_id, utc_column, utc_now
+from models.base import enum_column, ordered_id, utc_column, utc_now
 
 
 class Outcome(StrEnum):
@@ -22,7 +22,7 @@ class Outcome(StrEnum):
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
     __table_args__ = (Index("ix_audit_event_at_id", "at", "id"),)
-    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    id: uuid.UUID = Field(default_factory=ordered_id, primary_key=True)
     at: datetime = utc_column(default_factory=utc_now)
     actor_id: uuid.UUID | None = Field(default=None, index=True)
     actor_role: str | None = Field(default=None, max_length=16)

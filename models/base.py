@@ -11,6 +11,7 @@ from sqlalchemy import DateTime, Dialect, String
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field as ColumnField
 from sqlmodel import SQLModel
+from uuid_utils.compat import uuid7
 
 # Set before any table is defined: constraint names are stable across SQLite and PostgreSQL
 # and Alembic can drop them by name later.
@@ -29,6 +30,16 @@ def utc_now() -> datetime:
 
 def new_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+def ordered_id() -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): a millisecond timestamp, then random bits; ascending within a
+    process. For the tables that grow with every request (check-ins, the audit trail): a random
+    key lands on a random page of the primary-key index, so a 500-log batch rewrote a few hundred
+    index pages; ordered keys append to the last one. Measured on the batch bench: a third less
+    kernel time, a quarter more logs per second. The timestamp is when the row was made, which
+    its own `received_at` / `at` column says anyway; research exports drop internal ids."""
+    return uuid7()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -23,7 +23,16 @@ from pydantic import Field as F
 from sqlalchemy import JSON, Index, UniqueConstraint, text
 from sqlmodel import Column, Field, SQLModel
 
-from models.base import Note, enum_column, new_id, not_null, plausible_day, utc_column, utc_now
+from models.base import (
+    Note,
+    enum_column,
+    new_id,
+    not_null,
+    ordered_id,
+    plausible_day,
+    utc_column,
+    utc_now,
+)
 from models.timezones import TimeZoneName
 
 
@@ -192,7 +201,7 @@ class SymptomLog(SQLModel, table=True):
         Index("ix_symptom_log_patient_id_recorded_at_id", "patient_id", "recorded_at", "id"),
     )
 
-    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    id: uuid.UUID = Field(default_factory=ordered_id, primary_key=True)
     patient_id: uuid.UUID = Field(foreign_key="patient.id")
     client_id: uuid.UUID
     content_hash: str = Field(max_length=64)

@@ -15,7 +15,7 @@ from api.deps import (
     PrincipalDep,
 )
 from api.errors import problem_responses
-from api.routes.symptom_logs import answer_batch, answer_correction, answer_single
+from api.routes.symptom_logs import answer_correction, store_batch, store_single
 from api.services import check_ins, progress, symptom_logs
 from models.page import Page
 from models.progress import Progress
@@ -49,8 +49,8 @@ async def post_log(
     audit: AuditDep,
 ) -> SymptomLogPublic:
     """Record a check-in; resending the same client_id returns the stored log (200)."""
-    return await database.write(
-        answer_single,
+    return await store_single(
+        database,
         patient=me,
         body=body,
         source=LogSource.app,
@@ -70,9 +70,7 @@ async def post_batch(
     body: BatchIn, me: MeRefDep, principal: PrincipalDep, database: DatabaseDep, audit: AuditDep
 ) -> BatchResult:
     """Upload up to 500 check-ins kept offline; each is created, a duplicate, or rejected."""
-    return await database.write(
-        answer_batch, patient=me, body=body, by=principal.user_id, audit=audit
-    )
+    return await store_batch(database, patient=me, body=body, by=principal.user_id, audit=audit)
 
 
 @router.get(

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from api.services.access import Principal
 from api.services.pagination import keyset_page
 from models.audit import AuditEvent, AuditEventPublic, Outcome
-from models.base import utc_now
+from models.base import ordered_id, utc_now
 from models.page import Page
 
 # Built once; every request executes it with its own values.
@@ -68,7 +68,7 @@ class Audit:
         connection.execute(
             _INSERT,
             {
-                "id": uuid.uuid4(),
+                "id": ordered_id(),
                 "at": utc_now(),
                 "actor_id": self.actor_id,
                 "actor_role": self.actor_role,

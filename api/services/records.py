@@ -8,11 +8,13 @@ so this path works on rows and frozen dataclasses instead.
 """
 
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy import Connection, Dialect, Table, bindparam, insert, select
 
 from api.services.clock import ProcedureDate
 from models.patient import Patient
@@ -87,9 +89,11 @@ def procedure_refs(connection: Connection, patient_id: uuid.UUID) -> list[Proced
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
-    """One stored symptom log, as its row holds it."""
+class LogRecord(NamedTuple):
+    """One stored symptom log, as its row holds it, in the row's column order.
+
+    A named tuple rather than a frozen dataclass: a batch builds 500 of these, and a frozen
+    dataclass's `__init__` (one `object.__setattr__` per field) took 2.7 µs against 0.8 µs."""
 
     id: uuid.UUID
     patient_id: uuid.UUID
@@ -115,7 +119,7 @@ class LogRecord:
     corrects_id: uuid.UUID | None
 
 
-LOG_COLUMNS = tuple(SYMPTOM_LOG.c[name] for name in LogRecord.__dataclass_fields__)
+LOG_COLUMNS = tuple(SYMPTOM_LOG.c[name] for name in LogRecord._fields)
 
 
 _LOG_BY_ID = select(*LOG_COLUMNS).where(SYMPTOM_LOG.c.id == bindparam("log_id"))
@@ -123,4 +127,54 @@ _LOG_BY_ID = select(*LOG_COLUMNS).where(SYMPTOM_LOG.c.id == bindparam("log_id"))
 
 def log_record(connection: Connection, log_id: uuid.UUID) -> LogRecord | None:
     row = connection.execute(_LOG_BY_ID, {"log_id": log_id}).first()
-    return None if row is None else LogRecord(*row)
+    return None if row is None else LogRecord._make(row)
+
+
+class TupleInsert:
+    """An INSERT of many rows given as tuples (in `names` order), for the batch write path.
+
+    Each value is converted by its column's own type, with the same bind processors SQLAlchemy
+    applies, and the rows go to the driver's `executemany` as they are. What this skips is
+    `connection.execute(insert(table), dicts)` assembling every row's parameters through the
+    compiled statement, bind by bind: for 500 check-ins that cost about as much as the
+    conversions themselves. The plan (SQL text, bind order, processors) is made once per
+    dialect; a statement whose binds are not exactly `names` is refused when it is planned."""
+
+    def __init__(self, table: Table, names: Sequence[str]) -> None:
+        self._table, self._names = table, tuple(names)
+        self._plans: WeakKeyDictionary[Dialect, _InsertPlan] = WeakKeyDictionary()
+
+    def __call__(self, connection: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        plan = self._plans.get(connection.dialect)
+        if plan is None:
+            plan = self._plans[connection.dialect] = self._plan(connection.dialect)
+        connection.exec_driver_sql(plan.sql, [plan.encode(row) for row in rows])
+
+    def _plan(self, dialect: Dialect) -> "_InsertPlan":
+        compiled = insert(self._table).compile(dialect=dialect, column_keys=list(self._names))
+        order = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
+        if sorted(order) != sorted(self._names):
+            raise ValueError(f"INSERT binds {order} are not the columns {self._names}")
+        processors = [
+            self._table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order
+        ]
+        positions = [self._names.index(name) for name in order]
+        return _InsertPlan(compiled.string, order, positions, processors, compiled.positional)
+
+
+@dataclass(frozen=True, slots=True)
+class _InsertPlan:
+    sql: str
+    names: Sequence[str]  # the binds, in the statement's order
+    positions: Sequence[int]  # where each bind's value is in a row
+    processors: Sequence[Callable[[Any], Any] | None]
+    positional: bool
+
+    def encode(self, row: Sequence[Any]) -> Sequence[Any] | dict[str, Any]:
+        values = [
+            row[i] if process is None else process(row[i])
+            for i, process in zip(self.positions, self.processors, strict=True)
+        ]
+        return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))

@@ -15,7 +15,7 @@ from datetime import timezone as dt_timezone
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Connection, bindparam, insert
+from sqlalchemy import Connection, bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -30,9 +30,10 @@ from api.services.records import (
     SYMPTOM_LOG,
     LogRecord,
     PatientRef,
+    TupleInsert,
     procedure_refs,
 )
-from models.base import new_id, utc_now
+from models.base import ordered_id, utc_now
 from models.patient import Patient
 from models.procedure import Procedure
 from models.symptom_log import (
@@ -65,7 +66,6 @@ class Outcome:
     client_id: uuid.UUID | None
     log: LogRecord | None = None
     errors: list[FieldError] = field(default_factory=list)
-    row: dict[str, Any] | None = None  # a created log's values, to INSERT
 
 
 @dataclass
@@ -127,7 +127,7 @@ _BY_CLIENT_IDS = sa_select(*LOG_COLUMNS).where(
     SYMPTOM_LOG.c.patient_id == bindparam("patient_id"),
     SYMPTOM_LOG.c.client_id.in_(bindparam("client_ids", expanding=True)),
 )
-_INSERT_LOG = insert(SYMPTOM_LOG)
+_INSERT_LOGS = TupleInsert(SYMPTOM_LOG, LogRecord._fields)
 _CORRECTION_OF = sa_select(SYMPTOM_LOG.c.id).where(SYMPTOM_LOG.c.corrects_id == bindparam("log_id"))
 _CORRECTIONS_OF = sa_select(SYMPTOM_LOG.c.corrects_id, SYMPTOM_LOG.c.id).where(
     SYMPTOM_LOG.c.corrects_id.in_(bindparam("log_ids", expanding=True))
@@ -150,7 +150,8 @@ def _values(
     by: uuid.UUID,
     received_at: datetime,
     pointer: str,
-) -> dict[str, Any] | list[FieldError]:
+    corrects_id: uuid.UUID | None = None,
+) -> LogRecord | list[FieldError]:
     """A new log's row, or what is wrong with it."""
     errors = []
     recorded_at: datetime = fields["recorded_at"]
@@ -165,30 +166,30 @@ def _values(
     if errors:
         return errors
     timezone = fields.get("timezone") or patient.timezone
-    return {
-        "id": new_id(),
-        "patient_id": patient.id,
-        "client_id": item.client_id,
-        "content_hash": content_hash(item.model_dump(mode="json", exclude_unset=True)),
-        "recorded_at": recorded_at,
-        "utc_offset_minutes": clock.utc_offset_minutes(recorded_at),
-        "timezone": timezone,
-        "local_date": clock.local_date(recorded_at, timezone),
-        "received_at": received_at,
-        "pain": fields["pain"],
-        "leg_pain": fields.get("leg_pain"),
-        "mobility": fields.get("mobility"),
-        "walking_minutes": fields.get("walking_minutes"),
-        "odi_answers": fields.get("odi_answers"),
-        "odi": odi,
-        "symptoms": _symptoms(fields.get("symptoms")),
-        "side_effects": [str(v) for v in fields.get("side_effects") or []],
-        "red_flags": [str(v) for v in fields.get("red_flags") or []],
-        "note": fields.get("note"),
-        "source": source,
-        "created_by_id": by,
-        "corrects_id": None,
-    }
+    return LogRecord(
+        id=ordered_id(),
+        patient_id=patient.id,
+        client_id=item.client_id,
+        content_hash=content_hash(item.model_dump(mode="json", exclude_unset=True)),
+        recorded_at=recorded_at,
+        utc_offset_minutes=clock.utc_offset_minutes(recorded_at),
+        timezone=timezone,
+        local_date=clock.local_date(recorded_at, timezone),
+        received_at=received_at,
+        pain=fields["pain"],
+        leg_pain=fields.get("leg_pain"),
+        mobility=fields.get("mobility"),
+        walking_minutes=fields.get("walking_minutes"),
+        odi_answers=fields.get("odi_answers"),
+        odi=odi,
+        symptoms=_symptoms(fields.get("symptoms")),
+        side_effects=[str(v) for v in fields.get("side_effects") or []],
+        red_flags=[str(v) for v in fields.get("red_flags") or []],
+        note=fields.get("note"),
+        source=source,
+        created_by_id=by,
+        corrects_id=corrects_id,
+    )
 
 
 def _symptoms(symptoms: Symptoms | dict[str, Any] | None) -> dict[str, Any] | None:
@@ -201,7 +202,7 @@ def _existing(
     if not client_ids:
         return {}
     rows = connection.execute(_BY_CLIENT_IDS, {"patient_id": patient_id, "client_ids": client_ids})
-    return {row.client_id: LogRecord(*row) for row in rows}
+    return {row.client_id: LogRecord._make(row) for row in rows}
 
 
 def effective_logs_of(
@@ -240,47 +241,83 @@ def procedures_of(session: Session, patient_id: uuid.UUID) -> list[Procedure]:
     return memo[patient_id]
 
 
+def draft_batch(
+    raw_items: Sequence[Any], *, patient: PatientRef, source: LogSource, by: uuid.UUID
+) -> list[LogRecord | Outcome]:
+    """A batch's items validated and drafted (see `drafts`)."""
+    return drafts(parse_items(raw_items), patient=patient, source=source, by=by, batch=True)
+
+
+def drafts(
+    items: Sequence[SymptomLogIn | Outcome],
+    *,
+    patient: PatientRef,
+    source: LogSource,
+    by: uuid.UUID,
+    batch: bool,
+) -> list[LogRecord | Outcome]:
+    """Each valid new log as it would be stored, or why it cannot be.
+
+    Everything that needs no database (hashing, the calendar, ODI, the clinical checks) is done
+    here, before the write transaction, so it does not hold SQLite's one write turn: the turn is
+    what a busy server's check-in throughput is bounded by. `received_at` is stamped again when
+    the log is stored (`ingest`), so receipt order stays commit order for the sync watermark."""
+    now = utc_now()
+    out: list[LogRecord | Outcome] = []
+    for index, item in enumerate(items):
+        if isinstance(item, Outcome):
+            out.append(item)
+            continue
+        values = _values(
+            item,
+            item.__dict__,  # the validated fields (read only), without copying them
+            patient=patient,
+            source=source,
+            by=by,
+            received_at=now,
+            pointer=f"/logs/{index}" if batch else "",
+        )
+        out.append(
+            Outcome("rejected", item.client_id, errors=values)
+            if isinstance(values, list)
+            else values
+        )
+    return out
+
+
 def ingest(
     connection: Connection,
     *,
     patient: PatientRef,
-    items: Sequence[SymptomLogIn | Outcome],
-    source: LogSource,
-    by: uuid.UUID,
+    drafts: Sequence[LogRecord | Outcome],
     audit: Audit,
     batch: bool,
 ) -> Ingested:
-    """Store the valid new logs, report the rest; all in one transaction with alerts and audit."""
+    """Store the drafted logs that are new, report the rest; all in one transaction with alerts
+    and audit."""
     _lock_patient(connection, patient.id)
     procedures = procedure_refs(connection, patient.id)
     received_at = utc_now()
     stored = _existing(
-        connection, patient.id, [i.client_id for i in items if isinstance(i, SymptomLogIn)]
+        connection, patient.id, [d.client_id for d in drafts if isinstance(d, LogRecord)]
     )
     outcomes: list[Outcome] = []
     created: list[LogRecord] = []
-    rows: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
-        outcome = (
-            item
-            if isinstance(item, Outcome)
-            else _decide(
-                item,
-                stored,
-                patient=patient,
-                source=source,
-                by=by,
-                received_at=received_at,
-                pointer=f"/logs/{index}" if batch else "",
-            )
-        )
-        if outcome.row is not None and outcome.log is not None:
-            rows.append(outcome.row)
-            created.append(outcome.log)
-            stored[outcome.log.client_id] = outcome.log
-        outcomes.append(outcome)
-    if rows:
-        connection.execute(_INSERT_LOG, rows)
+    for index, draft in enumerate(drafts):
+        if isinstance(draft, Outcome):
+            outcomes.append(draft)
+            continue
+        previous = stored.get(draft.client_id)
+        if previous is None:
+            log = draft._replace(received_at=received_at)
+            created.append(log)
+            stored[log.client_id] = log
+            outcomes.append(Outcome("created", log.client_id, log=log))
+        else:
+            pointer = f"/logs/{index}" if batch else ""
+            outcomes.append(_replay(previous, draft.content_hash, pointer))
+    if created:
+        _INSERT_LOGS(connection, created)
         alerts.check_new_logs(connection, patient=patient, new_logs=created, procedures=procedures)
     single = None if batch else outcomes[0]
     status_code = 200 if batch else _single_status(outcomes[0])
@@ -298,45 +335,12 @@ def _single_status(outcome: Outcome) -> int:
     return {"created": 201, "duplicate": 200, "conflict": 409}.get(outcome.status, 422)
 
 
-def _decide(
-    item: SymptomLogIn,
-    stored: dict[uuid.UUID, LogRecord],
-    *,
-    patient: PatientRef,
-    source: LogSource,
-    by: uuid.UUID,
-    received_at: datetime,
-    pointer: str,
-) -> Outcome:
-    previous = stored.get(item.client_id)
-    if previous is not None:
-        same = previous.content_hash == content_hash(
-            item.model_dump(mode="json", exclude_unset=True)
-        )
-        return Outcome(
-            "duplicate" if same else "conflict",
-            item.client_id,
-            log=previous,
-            errors=[]
-            if same
-            else [
-                FieldError(
-                    f"{pointer}/client_id", "was already used for a log with different content"
-                )
-            ],
-        )
-    values = _values(
-        item,
-        item.__dict__,  # the validated fields (read only), without copying them
-        patient=patient,
-        source=source,
-        by=by,
-        received_at=received_at,
-        pointer=pointer,
-    )
-    if isinstance(values, list):
-        return Outcome("rejected", item.client_id, errors=values)
-    return Outcome("created", item.client_id, log=LogRecord(**values), row=values)
+def _replay(previous: LogRecord, content_hash: str, pointer: str) -> Outcome:
+    """A client_id seen before: the stored log if the content is the same, else a conflict."""
+    if previous.content_hash == content_hash:
+        return Outcome("duplicate", previous.client_id, log=previous)
+    error = FieldError(f"{pointer}/client_id", "was already used for a log with different content")
+    return Outcome("conflict", previous.client_id, log=previous, errors=[error])
 
 
 def correct(
@@ -353,8 +357,8 @@ def correct(
     _lock_patient(connection, patient.id)
     stored = _existing(connection, patient.id, [data.client_id])
     outcome = _correction_outcome(connection, patient, original, data, stored, source, by)
-    if outcome.row is not None and outcome.log is not None:
-        connection.execute(_INSERT_LOG, outcome.row)
+    if outcome.status == "created" and outcome.log is not None:
+        _INSERT_LOGS(connection, [outcome.log])
         alerts.check_new_logs(
             connection,
             patient=patient,
@@ -405,12 +409,18 @@ def _correction_outcome(
         )
     fields = _original_values(original) | data.model_dump(exclude_unset=True)
     values = _values(
-        data, fields, patient=patient, source=source, by=by, received_at=utc_now(), pointer=""
+        data,
+        fields,
+        patient=patient,
+        source=source,
+        by=by,
+        received_at=utc_now(),
+        pointer="",
+        corrects_id=original.id,
     )
     if isinstance(values, list):
         return Outcome("rejected", data.client_id, errors=values)
-    values["corrects_id"] = original.id
-    return Outcome("created", data.client_id, log=LogRecord(**values), row=values)
+    return Outcome("created", data.client_id, log=values)
 
 
 def _original_values(log: LogRecord) -> dict[str, Any]:
