@@ -10,7 +10,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
@@ -171,7 +171,7 @@ def _values(
         patient_id=patient.id,
         client_id=item.client_id,
         content_hash=content_hash(item.model_dump(mode="json", exclude_unset=True)),
-        recorded_at=recorded_at,
+        recorded_at=recorded_at.astimezone(UTC),  # as stored; the offset is kept below
         utc_offset_minutes=clock.utc_offset_minutes(recorded_at),
         timezone=timezone,
         local_date=clock.local_date(recorded_at, timezone),
