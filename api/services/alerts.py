@@ -209,13 +209,15 @@ def _worsening(
     """Two consecutive logs after day 14, both with pain >= baseline + 2 (CLINICAL.md), one of
     them new. Bounded queries: the baseline window and each high new log's two neighbours."""
     dates = [p.clock_date for p in procedures]
+    # A batch spans a few days: place each day on the clock once, not each log.
+    owners = {day: index_procedure(dates, day)[0] for day in {log.local_date for log in new_logs}}
     for procedure in procedures:
         rules = protocols.rules(connection, procedure.protocol_id, procedure.protocol_version)
         rule = rules["worsening"]
         late = [
             log
             for log in new_logs
-            if index_procedure(dates, log.local_date)[0] == procedure.id
+            if owners[log.local_date] == procedure.id
             and (log.local_date - procedure.performed_on).days > rule["after_day"]
         ]
         base = _baseline(connection, procedure, rules) if late else None

@@ -118,7 +118,12 @@ class LogRecord(NamedTuple):
     created_by_id: uuid.UUID | None
     corrects_id: uuid.UUID | None
 
+    def received(self, at: datetime) -> "LogRecord":
+        """This log with `received_at` restamped (`_replace` is twice as slow)."""
+        return LogRecord._make((*self[:_RECEIVED_AT], at, *self[_RECEIVED_AT + 1 :]))
 
+
+_RECEIVED_AT = LogRecord._fields.index("received_at")
 LOG_COLUMNS = tuple(SYMPTOM_LOG.c[name] for name in LogRecord._fields)
 
 
@@ -150,7 +155,7 @@ class TupleInsert:
         plan = self._plans.get(connection.dialect)
         if plan is None:
             plan = self._plans[connection.dialect] = self._plan(connection.dialect)
-        connection.exec_driver_sql(plan.sql, [plan.encode(row) for row in rows])
+        connection.exec_driver_sql(plan.sql, plan.encode(rows))
 
     def _plan(self, dialect: Dialect) -> "_InsertPlan":
         compiled = insert(self._table).compile(dialect=dialect, column_keys=list(self._names))
@@ -172,9 +177,22 @@ class _InsertPlan:
     processors: Sequence[Callable[[Any], Any] | None]
     positional: bool
 
-    def encode(self, row: Sequence[Any]) -> Sequence[Any] | dict[str, Any]:
-        values = [
-            row[i] if process is None else process(row[i])
-            for i, process in zip(self.positions, self.processors, strict=True)
-        ]
-        return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
+    def encode(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        """The driver's parameters for `rows`, converted column by column. A value that every
+        row shares (one object: the batch's patient, author, receipt time) is converted once."""
+        columns = []
+        for position, process in zip(self.positions, self.processors, strict=True):
+            values = [row[position] for row in rows]
+            if process is not None:
+                first = values[0]
+                if all(value is first for value in values):
+                    values = [process(first)] * len(values)
+                else:
+                    values = [process(value) for value in values]
+            columns.append(values)
+        encoded = list(zip(*columns, strict=True))
+        return (
+            encoded
+            if self.positional
+            else [dict(zip(self.names, row, strict=True)) for row in encoded]
+        )

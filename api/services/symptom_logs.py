@@ -74,9 +74,14 @@ class Ingested:
     clock: list[ProcedureDate]  # the patient's procedures, as the transaction saw them
 
 
+# What `json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)` makes, without
+# building an encoder per call. Stored hashes decide replay (200) against conflict (409): the
+# canonical text must never change.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def content_hash(payload: dict[str, Any]) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(payload).encode()).hexdigest()
 
 
 _BATCH_ITEMS = TypeAdapter(list[SymptomLogIn])
@@ -309,7 +314,7 @@ def ingest(
             continue
         previous = stored.get(draft.client_id)
         if previous is None:
-            log = draft._replace(received_at=received_at)
+            log = draft.received(received_at)
             created.append(log)
             stored[log.client_id] = log
             outcomes.append(Outcome("created", log.client_id, log=log))
