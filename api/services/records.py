@@ -4,7 +4,8 @@ load them.
 Every check-in (and every request naming a patient) goes through these. Measured on SQLite, the
 ORM's per-object bookkeeping costs about three times the query itself (a patient by id: 236 µs
 through a Session against 88 µs with Core; a log INSERT with its flush: 407 µs against 118 µs),
-so this path works on rows and frozen dataclasses instead.
+so this path works on rows, frozen dataclasses and named tuples instead. A batch's logs are
+written with `TupleInsert` (below).
 """
 
 import uuid
