@@ -5,9 +5,17 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 from sqlalchemy import DateTime, Dialect, String
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field as ColumnField
@@ -165,8 +173,36 @@ def plausible_day(value: date) -> date:
 Day = Annotated[date, BeforeValidator(_iso_date_text), AfterValidator(plausible_day)]
 
 
-def not_null(value: Any) -> Any:
-    """For PATCH bodies: a field may be left out, but a required field cannot be set to null."""
-    if value is None:
-        raise ValueError("cannot be null")
-    return value
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`anyOf: [X, null]` with a null default, as X with no default."""
+    options = [o for o in schema.get("anyOf", ()) if o != {"type": "null"}]
+    if "anyOf" not in schema or len(options) != 1:
+        return schema
+    rest = {k: v for k, v in schema.items() if k != "anyOf" and not (k == "default" and v is None)}
+    only: dict[str, Any] = options[0]
+    return only | rest
+
+
+def _patch_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """A PATCH body's schema as it validates: the `NOT_NULL` fields take no null."""
+    names: frozenset[str] = getattr(model, "NOT_NULL", frozenset())
+    properties = schema.get("properties", {})
+    for name in names:
+        if name in properties:
+            properties[name] = _without_null(properties[name])
+
+
+class Patch(BaseModel):
+    """A PATCH body: a field left out keeps its value. A field in `NOT_NULL` cannot be cleared
+    (every record has one), so null there is a 422 naming the field, and the OpenAPI schema
+    offers no null for it: a client generated from it never sends one."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema)
+    NOT_NULL: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name in cls.NOT_NULL:
+            raise ValueError("cannot be null")
+        return value

@@ -5,12 +5,12 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, StrictBool
 from pydantic import Field as F
 from sqlalchemy import JSON, UniqueConstraint
 from sqlmodel import Column, Field, SQLModel
 
-from models.base import Day, Line, Name, enum_column, new_id, not_null, utc_column, utc_now
+from models.base import Day, Line, Name, Patch, enum_column, new_id, utc_column, utc_now
 from models.timezones import TimeZoneName
 
 
@@ -131,7 +131,23 @@ class PatientCreate(PatientFields):
     clinic_id: uuid.UUID | None = None
 
 
-class PatientUpdate(Strict):
+class PatientUpdate(Patch):
+    NOT_NULL = frozenset(
+        {
+            "mrn",
+            "given_name",
+            "family_name",
+            "birth_date",
+            "sex",
+            "timezone",
+            "stenosis",
+            "comorbidities",
+            "smoker",
+            "research_consent",
+            "screening",
+        }
+    )
+
     mrn: Line | None = F(default=None, min_length=1, max_length=64)
     given_name: Name | None = None
     family_name: Name | None = None
@@ -144,20 +160,6 @@ class PatientUpdate(Strict):
     smoker: StrictBool | None = None
     research_consent: StrictBool | None = None
     screening: Screening | None = None
-
-    _not_null = field_validator(
-        "mrn",
-        "given_name",
-        "family_name",
-        "birth_date",
-        "sex",
-        "timezone",
-        "stenosis",
-        "comorbidities",
-        "smoker",
-        "research_consent",
-        "screening",
-    )(not_null)
 
 
 class PatientPublic(PatientFields):

@@ -5,12 +5,12 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt
 from pydantic import Field as F
 from sqlalchemy import JSON, Index
 from sqlmodel import Column, Field, SQLModel
 
-from models.base import Day, Line, Note, enum_column, new_id, not_null, utc_column, utc_now
+from models.base import Day, Line, Note, Patch, enum_column, new_id, utc_column, utc_now
 
 
 class Treatment(StrEnum):
@@ -106,7 +106,9 @@ class ProcedureCreate(ProcedureFields):
     override_reason: Note | None = F(default=None, min_length=1)
 
 
-class ProcedureUpdate(Strict):
+class ProcedureUpdate(Patch):
+    NOT_NULL = frozenset({"performed_on", "treatment", "injections", "adjuncts"})
+
     performed_on: Day | None = None
     treatment: Treatment | None = None
     cell_source: CellSource | None = None
@@ -116,8 +118,6 @@ class ProcedureUpdate(Strict):
     baseline: Baseline | None = None
     notes: Note | None = None
     override_reason: Note | None = F(default=None, min_length=1)
-
-    _not_null = field_validator("performed_on", "treatment", "injections", "adjuncts")(not_null)
 
 
 class ProtocolRef(BaseModel):
@@ -177,15 +177,15 @@ class AdverseEventCreate(AdverseEventFields):
     pass
 
 
-class AdverseEventUpdate(Strict):
+class AdverseEventUpdate(Patch):
+    NOT_NULL = frozenset({"onset_on", "kind", "grade", "serious"})
+
     onset_on: Day | None = None
     kind: AdverseEventKind | None = None
     grade: StrictInt | None = F(default=None, ge=1, le=5)
     serious: StrictBool | None = None
     description: Note | None = None
     resolved_on: Day | None = None
-
-    _not_null = field_validator("onset_on", "kind", "grade", "serious")(not_null)
 
 
 class AdverseEventPublic(AdverseEventFields):

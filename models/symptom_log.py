@@ -17,7 +17,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Strict,
-    field_validator,
 )
 from pydantic import Field as F
 from sqlalchemy import JSON, Index, UniqueConstraint, text
@@ -25,9 +24,9 @@ from sqlmodel import Column, Field, SQLModel
 
 from models.base import (
     Note,
+    Patch,
     enum_column,
     new_id,
-    not_null,
     ordered_id,
     plausible_day,
     utc_column,
@@ -127,10 +126,11 @@ class SymptomLogIn(LogFields):
     timezone: TimeZoneName | None = None
 
 
-class CorrectionIn(BaseModel):
+class CorrectionIn(Patch):
     """Corrected fields; the ones left out keep the corrected log's values."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Null would clear a value every log has.
+    NOT_NULL = frozenset({"pain", "side_effects", "red_flags", "recorded_at"})
     client_id: uuid.UUID
     pain: Score | None = None
     leg_pain: Score | None = None
@@ -143,9 +143,6 @@ class CorrectionIn(BaseModel):
     note: Note | None = None
     recorded_at: Instant | None = None
     timezone: TimeZoneName | None = None
-
-    # Left out keeps the corrected log's value; null would clear a value every log has (a 500).
-    _not_null = field_validator("pain", "side_effects", "red_flags", "recorded_at")(not_null)
 
 
 class BatchIn(BaseModel):

@@ -58,10 +58,9 @@ MAX_EXAMPLES = 15
 # positive_data_acceptance stays on, with 422 added to its default expected statuses: a JSON
 # Schema cannot express what the API's business rules refuse with 422 (API.md "General rules";
 # api/errors.py RuleViolation): an onset before the procedure, a cursor this service did not
-# issue, a zone name that is not an IANA name, the `patient` role on POST /v1/users, or null
-# for a PATCH field that may be left out but not cleared (models/base.py `not_null`; the schema
-# still says `anyOf: [..., null]` there). 400, 412, 413, 415, 428 and anything else on
-# schema-valid input still fail it; 5xx fail not_a_server_error.
+# issue, a zone name that is not an IANA name, or the `patient` role on POST /v1/users. 400, 412,
+# 413, 415, 428 and anything else on schema-valid input still fail it; 5xx fail
+# not_a_server_error.
 POSITIVE_STATUSES: list[int | str] = ["2xx", "3xx", 401, 403, 404, 409, 422, 429, "5xx"]
 # Operations called with the admin's token (admin-only, or open to any signed-in staff).
 ADMIN_TOKEN_OPERATIONS = frozenset(
