@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 
 from api.services.access import Principal
 from api.services.pagination import keyset_page
+from api.services.records import connection_of
 from models.audit import AuditEvent, AuditEventPublic, Outcome
 from models.base import ordered_id, utc_now
 from models.page import Page
@@ -64,7 +65,7 @@ class Audit:
         """Add this request's row to the transaction; the caller's commit writes it."""
         self.target(resource_id=resource_id, patient_id=patient_id)
         # A Core INSERT: every request writes one, and the ORM unit of work adds nothing here.
-        connection = db.connection() if isinstance(db, Session) else db
+        connection = connection_of(db)
         connection.execute(
             _INSERT,
             {

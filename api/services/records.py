@@ -16,11 +16,19 @@ from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Dialect, Table, bindparam, insert, select
+from sqlmodel import Session
 
 from api.services.clock import ProcedureDate
 from models.patient import Patient
 from models.procedure import Procedure
 from models.symptom_log import LogSource, SymptomLog
+
+
+def connection_of(db: Session | Connection) -> Connection:
+    """The Core connection under a use-case, whether it runs in a session or on a connection:
+    for the helpers both kinds call (the audit row, protocol rules)."""
+    return db.connection() if isinstance(db, Session) else db
+
 
 PATIENT: Table = Patient.__table__  # type: ignore[attr-defined]
 PROCEDURE: Table = Procedure.__table__  # type: ignore[attr-defined]
