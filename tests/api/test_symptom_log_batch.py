@@ -4,14 +4,19 @@ good items survive bad neighbours; a replayed batch stores nothing twice."""
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 from sqlmodel import Session, func, select
 
-from models.symptom_log import Alert, SymptomLog
+from api.services import symptom_logs
+from api.services.audit import Audit
+from api.services.records import LogRecord, PatientRef
+from models.symptom_log import Alert, LogSource, SymptomLog, SymptomLogIn
 from tests.factories import World
 
 PROBLEM_JSON = "application/problem+json"
@@ -385,3 +390,30 @@ def test_no_alert_rows_for_rejected_red_flags(
     rows = list(db.exec(select(Alert)))
     db.commit()
     assert rows == []
+
+
+def test_received_at_is_when_the_log_was_stored_not_drafted(
+    engine: Engine, world: World, db: Session
+) -> None:
+    """Drafts are made before the write turn; a draft that waited behind other writes must not
+    carry its earlier time, or the app's sync (received_at > watermark) could skip it."""
+    patient = world.patient_a
+    ref = PatientRef(patient.id, patient.clinic_id, patient.timezone)
+    items = [SymptomLogIn.model_validate(log_body(n)) for n in range(3)]
+    drafted = symptom_logs.drafts(
+        items, patient=ref, source=LogSource.app, by=world.admin.id, batch=True
+    )
+    long_ago = datetime(2026, 1, 1, tzinfo=UTC)
+    waited = [d.received(long_ago) if isinstance(d, LogRecord) else d for d in drafted]
+    before = datetime.now(UTC)
+    with engine.connect() as connection:
+        symptom_logs.ingest(
+            connection,
+            patient=ref,
+            drafts=waited,
+            audit=Audit(action="symptom_log.batch_own", request_id="test", ip=None),
+            batch=True,
+        )
+    stored = db.exec(select(SymptomLog).where(SymptomLog.patient_id == patient.id)).all()
+    assert len(stored) == 3
+    assert {log.received_at >= before for log in stored} == {True}
