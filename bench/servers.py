@@ -108,11 +108,14 @@ def running(
         _stop(process)
 
 
-def service_env(workdir: Path, db_name: str) -> dict[str, str]:
+def service_env(workdir: Path, db_name: str, source: Path | None = None) -> dict[str, str]:
+    """The service's settings; with `source`, its code (api/, models/, alembic/) comes from that
+    checkout instead of this one (bench/compare.py), with this checkout's virtualenv."""
     return clean_env(
         RECOVERY_DATABASE_URL=f"sqlite:///{workdir / db_name}",
         RECOVERY_SECRET_KEY=secrets.token_urlsafe(36),  # 48 characters
         RECOVERY_LOG_LEVEL="warning",
+        **({"PYTHONPATH": str(source)} if source else {}),
     )
 
 
@@ -134,9 +137,11 @@ def create_admin(env: dict[str, str], workdir: Path) -> Admin:
 
 
 @contextlib.contextmanager
-def service(workdir: Path, db_name: str, cpu: int | None) -> Iterator[tuple[Server, Admin]]:
+def service(
+    workdir: Path, db_name: str, cpu: int | None, source: Path | None = None
+) -> Iterator[tuple[Server, Admin]]:
     """The service on a fresh SQLite database in workdir, with one admin."""
-    env = service_env(workdir, db_name)
+    env = service_env(workdir, db_name, source)
     admin = create_admin(env, workdir)
     argv = [str(VENV_BIN / "recovery-tracker"), "serve", "--no-migrate"]
     with running("service", argv, env=env, workdir=workdir, cpu=cpu) as server:
