@@ -224,7 +224,7 @@ def load(
             )
         logs = _logs(rng, performed_on, today, baseline)
         with session_factory() as session, _engine_of(session).connect() as connection:
-            drafts = symptom_logs.drafts(
+            drafts = symptom_logs.draft_logs(
                 logs, patient=ref, source=LogSource.app, by=admin.user_id, batch=True
             )
             symptom_logs.ingest(

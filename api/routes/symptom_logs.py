@@ -60,7 +60,7 @@ async def store_single(
     response: Response,
 ) -> SymptomLogPublic:
     """Store one check-in (or answer its replay): drafted here, stored in the write use-case."""
-    [draft] = symptom_logs.drafts([body], patient=patient, source=source, by=by, batch=False)
+    [draft] = symptom_logs.draft_logs([body], patient=patient, source=source, by=by, batch=False)
     return await database.write(
         _answer_single, patient=patient, draft=draft, audit=audit, response=response
     )
@@ -92,7 +92,7 @@ async def store_batch(
     database: Database, *, patient: PatientRef, body: BatchIn, by: uuid.UUID, audit: Audit
 ) -> BatchResult:
     """Store a batch from the app. Its 500 items are validated and drafted in a worker thread of
-    their own, outside the write use-case (see `symptom_logs.drafts`)."""
+    their own, outside the write use-case (see `symptom_logs.draft_logs`)."""
     drafts = await run_in_threadpool(
         symptom_logs.draft_batch, body.logs, patient=patient, source=LogSource.app, by=by
     )

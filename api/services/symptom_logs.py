@@ -249,11 +249,11 @@ def procedures_of(session: Session, patient_id: uuid.UUID) -> list[Procedure]:
 def draft_batch(
     raw_items: Sequence[Any], *, patient: PatientRef, source: LogSource, by: uuid.UUID
 ) -> list[LogRecord | Outcome]:
-    """A batch's items validated and drafted (see `drafts`)."""
-    return drafts(parse_items(raw_items), patient=patient, source=source, by=by, batch=True)
+    """A batch's items validated and drafted (see `draft_logs`)."""
+    return draft_logs(parse_items(raw_items), patient=patient, source=source, by=by, batch=True)
 
 
-def drafts(
+def draft_logs(
     items: Sequence[SymptomLogIn | Outcome],
     *,
     patient: PatientRef,

@@ -400,7 +400,7 @@ def test_received_at_is_when_the_log_was_stored_not_drafted(
     patient = world.patient_a
     ref = PatientRef(patient.id, patient.clinic_id, patient.timezone)
     items = [SymptomLogIn.model_validate(log_body(n)) for n in range(3)]
-    drafted = symptom_logs.drafts(
+    drafted = symptom_logs.draft_logs(
         items, patient=ref, source=LogSource.app, by=world.admin.id, batch=True
     )
     long_ago = datetime(2026, 1, 1, tzinfo=UTC)
