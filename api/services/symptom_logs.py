@@ -146,7 +146,7 @@ def _lock_patient(connection: Connection, patient_id: uuid.UUID) -> None:
         connection.execute(_LOCK_PATIENT, {"patient_id": patient_id}).one()
 
 
-def _values(
+def _new_log(
     item: SymptomLogIn | CorrectionIn,
     fields: dict[str, Any],
     *,
@@ -273,7 +273,7 @@ def draft_logs(
         if isinstance(item, Outcome):
             out.append(item)
             continue
-        values = _values(
+        log = _new_log(
             item,
             item.__dict__,  # the validated fields (read only), without copying them
             patient=patient,
@@ -283,9 +283,7 @@ def draft_logs(
             pointer=f"/logs/{index}" if batch else "",
         )
         out.append(
-            Outcome("rejected", item.client_id, errors=values)
-            if isinstance(values, list)
-            else values
+            Outcome("rejected", item.client_id, errors=log) if isinstance(log, list) else log
         )
     return out
 
@@ -413,7 +411,7 @@ def _correction_outcome(
             ],
         )
     fields = _original_values(original) | data.model_dump(exclude_unset=True)
-    values = _values(
+    log = _new_log(
         data,
         fields,
         patient=patient,
@@ -423,9 +421,9 @@ def _correction_outcome(
         pointer="",
         corrects_id=original.id,
     )
-    if isinstance(values, list):
-        return Outcome("rejected", data.client_id, errors=values)
-    return Outcome("created", data.client_id, log=values)
+    if isinstance(log, list):
+        return Outcome("rejected", data.client_id, errors=log)
+    return Outcome("created", data.client_id, log=log)
 
 
 def _original_values(log: LogRecord) -> dict[str, Any]:
