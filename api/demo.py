@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from api.clinical.clock import today_in
 from api.config import Settings
 from api.services import enrolment, identity, patients, procedures, symptom_logs
 from api.services.access import Principal
 from api.services.audit import Audit
-from api.services.clock import today_in
 from api.services.records import PatientRef
 from models.identity import ClinicCreate, Role, UserCreate
 from models.patient import Patient, PatientCreate

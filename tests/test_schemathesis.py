@@ -39,8 +39,8 @@ from schemathesis.python import asgi as schemathesis_asgi
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from api.clinical.clock import today_in
 from api.config import Settings
-from api.services.clock import today_in
 from models.identity import Role, UserAccount
 from tests.conftest import _empty_all_tables
 from tests.factories import (

@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
 
 from api.db import DatabaseDep
 from api.deps import (
@@ -15,8 +16,7 @@ from api.deps import (
     PrincipalDep,
 )
 from api.errors import problem_responses
-from api.routes.symptom_logs import answer_correction, store_batch, store_single
-from api.services import check_ins, progress, symptom_logs
+from api.services import check_in_writes, check_ins, progress, symptom_logs
 from models.page import Page
 from models.progress import Progress
 from models.symptom_log import (
@@ -49,15 +49,14 @@ async def post_log(
     audit: AuditDep,
 ) -> SymptomLogPublic:
     """Record a check-in; resending the same client_id returns the stored log (200)."""
-    return await store_single(
-        database,
-        patient=me,
-        body=body,
-        source=LogSource.app,
-        by=principal.user_id,
-        audit=audit,
-        response=response,
+    [draft] = symptom_logs.draft_logs(
+        [body], patient=me, source=LogSource.app, by=principal.user_id, batch=False
     )
+    status, log = await database.write(
+        check_in_writes.store_one, patient=me, draft=draft, audit=audit
+    )
+    response.status_code = status
+    return log
 
 
 @router.post(
@@ -70,7 +69,11 @@ async def post_batch(
     body: BatchIn, me: MeRefDep, principal: PrincipalDep, database: DatabaseDep, audit: AuditDep
 ) -> BatchResult:
     """Upload up to 500 check-ins kept offline; each is created, a duplicate, or rejected."""
-    return await store_batch(database, patient=me, body=body, by=principal.user_id, audit=audit)
+    # 500 items are validated and drafted in a worker thread of their own, outside the write turn.
+    drafts = await run_in_threadpool(
+        symptom_logs.draft_batch, body.logs, patient=me, source=LogSource.app, by=principal.user_id
+    )
+    return await database.write(check_in_writes.store_batch, patient=me, drafts=drafts, audit=audit)
 
 
 @router.get(
@@ -118,16 +121,17 @@ async def correct_log(
     audit: AuditDep,
 ) -> SymptomLogPublic:
     """Correct one of your check-ins; the original stays readable and is superseded."""
-    return await database.write(
-        answer_correction,
+    status, log = await database.write(
+        check_in_writes.correct,
         patient=me,
         original=original,
         body=body,
         source=LogSource.app,
         by=principal.user_id,
         audit=audit,
-        response=response,
     )
+    response.status_code = status
+    return log
 
 
 @router.get(

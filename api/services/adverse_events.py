@@ -5,9 +5,9 @@ from datetime import date
 
 from sqlmodel import Session, select
 
+from api.clinical.clock import today_in
 from api.errors import FieldError, NotFound, RuleViolation
 from api.services.audit import Audit
-from api.services.clock import today_in
 from api.services.concurrency import IfMatch
 from api.services.pagination import keyset_page
 from models.base import utc_now

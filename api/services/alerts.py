@@ -10,12 +10,12 @@ from sqlalchemy import Connection, Date, Table, and_, bindparam, exists, insert,
 from sqlmodel import Session
 from sqlmodel import select as orm_select
 
+from api.clinical import baseline as baseline_rules
+from api.clinical.clock import index_procedure
 from api.errors import Conflict
-from api.services import baseline as baseline_rules
 from api.services import protocols, records
 from api.services.access import Principal
 from api.services.audit import Audit
-from api.services.clock import index_procedure
 from api.services.pagination import keyset_page
 from api.services.records import LogRecord, PatientRef, ProcedureRef
 from models.base import new_id, utc_now

@@ -5,9 +5,10 @@ from datetime import date, timedelta
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from api.services import protocols, schedule, symptom_logs
+from api.clinical import schedule
+from api.clinical.clock import today_in
+from api.services import protocols, symptom_logs
 from api.services.audit import Audit
-from api.services.clock import today_in
 from models.patient import Patient
 from models.procedure import Procedure
 

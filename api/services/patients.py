@@ -10,8 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from api.clinical import candidacy
 from api.errors import Conflict, FieldError, RuleViolation
-from api.services import candidacy, progress, symptom_logs
+from api.services import progress, symptom_logs
 from api.services.access import Principal
 from api.services.audit import Audit
 from api.services.concurrency import IfMatch

@@ -10,11 +10,11 @@ from sqlalchemy import Connection, bindparam, func, insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
+from api.clinical import candidacy, procedure_rules
+from api.clinical.clock import today_in
 from api.errors import Conflict, FieldError, RuleViolation
-from api.services import candidacy, procedure_rules
 from api.services.access import Principal
 from api.services.audit import Audit
-from api.services.clock import today_in
 from api.services.concurrency import IfMatch
 from api.services.pagination import keyset_page
 from api.services.protocols import PROTOCOL

@@ -9,11 +9,12 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from api.clinical import baseline as baseline_rules
+from api.clinical import milestones, schedule
+from api.clinical.clock import ProcedureDate, index_procedure, today_in
 from api.errors import NotFound
-from api.services import baseline as baseline_rules
-from api.services import milestones, protocols, schedule, symptom_logs
+from api.services import protocols, symptom_logs
 from api.services.audit import Audit
-from api.services.clock import ProcedureDate, index_procedure, today_in
 from models.patient import Patient
 from models.procedure import Procedure
 from models.progress import (

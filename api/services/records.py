@@ -18,7 +18,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Connection, Dialect, Table, bindparam, insert, select
 from sqlmodel import Session
 
-from api.services.clock import ProcedureDate
+from api.clinical.clock import ProcedureDate
 from models.patient import Patient
 from models.procedure import Procedure
 from models.symptom_log import LogSource, SymptomLog

@@ -19,10 +19,11 @@ from sqlalchemy import Connection, bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from api.clinical import clock, scoring
+from api.clinical.clock import ProcedureDate
 from api.errors import FieldError
-from api.services import alerts, clock, scoring
+from api.services import alerts
 from api.services.audit import Audit
-from api.services.clock import ProcedureDate
 from api.services.pagination import keyset_page
 from api.services.records import (
     LOG_COLUMNS,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from api.services.baseline import METRICS, Baseline, LogPoint, compute
+from api.clinical.baseline import METRICS, Baseline, LogPoint, compute
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from api.services.candidacy import assess
+from api.clinical.candidacy import assess
 from models.patient import Candidacy, CandidacyStatus, Screening, StenosisCause
 
 # The article's wording for each contraindication ("Patient Selection").

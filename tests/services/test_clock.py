@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.services.clock import (
+from api.clinical.clock import (
     ProcedureDate,
     index_procedure,
     local_date,

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from api.services import milestones
-from api.services.baseline import Baseline
-from api.services.milestones import ClockLog, MilestoneResult
+from api.clinical import milestones
+from api.clinical.baseline import Baseline
+from api.clinical.milestones import ClockLog, MilestoneResult
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from api.errors import FieldError
-from api.services.procedure_rules import (
+from api.clinical.procedure_rules import (
     ProcedureDraft,
     is_adjacent_level,
     level_in_region,
     normalise_level,
     violations,
 )
+from api.errors import FieldError
 from models.patient import StenosisRegion
 from models.procedure import (
     CellSource,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from api.services.schedule import Phase, ScheduledDay, next_check_in, phases, scheduled_days
+from api.clinical.schedule import Phase, ScheduledDay, next_check_in, phases, scheduled_days
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.services.scoring import TooManyUnanswered, oswestry
+from api.clinical.scoring import TooManyUnanswered, oswestry
 
 
 def test_all_zeros_is_no_disability() -> None:

@@ -4,14 +4,12 @@ days since the index procedure. Pure functions."""
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
-
-from models.base import utc_now
 
 
 def today_in(timezone: str, *, now: datetime | None = None) -> date:
-    return (now or utc_now()).astimezone(ZoneInfo(timezone)).date()
+    return (now or datetime.now(UTC)).astimezone(ZoneInfo(timezone)).date()
 
 
 def local_date(instant: datetime, timezone: str) -> date:

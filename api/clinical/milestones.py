@@ -11,7 +11,7 @@ from datetime import date
 from statistics import median
 from typing import Any
 
-from api.services.baseline import Baseline
+from api.clinical.baseline import Baseline
 
 IMMEDIATE_SIDE_EFFECTS_KEY = "soreness_persisting"
 
