@@ -34,6 +34,8 @@ class ClinicBase(SQLModel):
 class Clinic(ClinicBase, table=True):
     __tablename__ = "clinic"
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    # The protocol a new procedure pins when it names none; null: the `default` protocol.
+    default_protocol_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = utc_column(default_factory=utc_now)
 
 
