@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     login_window_seconds: int = Field(default=60, ge=1)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     db_pool_size: int = Field(default=20, ge=1)
+    # Threads per process for read-only use-cases (`Database.query`), outside the write queue.
+    db_read_threads: int = Field(default=4, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     forwarded_allow_ips: str = "127.0.0.1"
     log_level: str = "info"

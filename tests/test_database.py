@@ -9,18 +9,21 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, insert, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlmodel import Session, select
 
 from api.config import Settings
-from api.db import Database, make_engine
+from api.db import Begin, Database, QueryTransactionEnded, make_engine
+from api.services.audit import Audit
+from api.services.records import connection_of
 from models.audit import AuditEvent, Outcome
 from models.identity import Clinic
 from models.patient import Patient, Sex, StenosisCause, StenosisRegion
@@ -45,10 +48,10 @@ def app_engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture(params=["write", "read"])
+@pytest.fixture(params=["immediate", "autocommit", "snapshot"])
 def any_app_engine(request: pytest.FixtureRequest, database_url: str) -> Iterator[Engine]:
-    """The app's write engine and its read engine (deferred BEGIN): same connection settings."""
-    engine = make_engine(database_url, immediate=request.param == "write")
+    """The app's write, lookup and query engines: the same connection settings."""
+    engine = make_engine(database_url, begin=request.param)
     yield engine
     engine.dispose()
 
@@ -133,14 +136,15 @@ def test_sqlite_session_transactions_take_the_write_lock_up_front(
     assert _try_write_lock(path) is None
 
 
+@pytest.mark.parametrize("begin", ["autocommit", "snapshot"])
 def test_sqlite_read_transactions_do_not_take_the_write_lock(
-    backend: str, database_url: str
+    backend: str, database_url: str, begin: Begin
 ) -> None:
-    """The read engine (immediate=False) begins deferred, so its lookups never block a writer;
-    also the control showing the lock test above can tell the two apart."""
+    """The lookup engine (autocommit) and the query engine (deferred BEGIN) never block a
+    writer; also the control showing the lock test above can tell them apart."""
     _require_sqlite(backend)
     path = _sqlite_path(database_url)
-    engine = make_engine(database_url, immediate=False)
+    engine = make_engine(database_url, begin=begin)
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT count(*) FROM clinic")).scalar_one()
@@ -271,3 +275,247 @@ def test_a_core_use_case_keeps_only_what_it_commits(settings: Settings, db: Sess
     finally:
         database.dispose()
     assert db.exec(select(Clinic).where(Clinic.name == name)).first() is None
+
+
+# --- query use-cases: read-only, outside the write queue ---------------------------------------
+
+WAIT_S = 10.0  # a ceiling, so a broken test fails instead of hanging; passing tests never reach it
+CLINIC: Any = Clinic.__table__  # type: ignore[attr-defined]
+
+Reader = Session | Connection
+
+
+@pytest.fixture
+def database(settings: Settings, db: Session) -> Iterator[Database]:  # noqa: ARG001  (db cleans up)
+    database = Database.from_settings(settings)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(params=["query", "query_core"])
+def query(request: pytest.FixtureRequest, database: Database) -> Callable[..., Any]:
+    """`Database.query` (a Session) and `Database.query_core` (a Core connection)."""
+    method: Callable[..., Any] = getattr(database, request.param)
+    return method
+
+
+def _count_clinics(reader: Reader) -> int:
+    count: int = reader.execute(text("SELECT count(*) FROM clinic")).scalar_one()
+    return count
+
+
+def _add_clinic(session: Session, *, name: str) -> None:
+    session.add(Clinic(name=name, timezone="UTC"))
+    session.commit()
+
+
+def _clinic_named(db: Session, name: str) -> Clinic | None:
+    return db.exec(select(Clinic).where(Clinic.name == name)).first()
+
+
+def test_a_query_completes_while_a_write_use_case_is_in_progress(database: Database) -> None:
+    """The measured stall: a query no longer waits behind the write queue. It runs on a thread
+    of its own pool while a write use-case holds its transaction (and, on SQLite, the turn)."""
+    writing, release = threading.Event(), threading.Event()
+    threads: dict[str, str] = {}
+
+    def slow_write(session: Session) -> None:
+        threads["write"] = threading.current_thread().name
+        session.add(Clinic(name="in progress", timezone="UTC"))
+        session.flush()
+        writing.set()
+        assert release.wait(WAIT_S)
+        session.commit()
+
+    def count(session: Session) -> int:
+        threads["query"] = threading.current_thread().name
+        return _count_clinics(session)
+
+    async def scenario() -> int:
+        write = asyncio.create_task(database.run(slow_write))
+        try:
+            assert await asyncio.to_thread(writing.wait, WAIT_S)
+            return await asyncio.wait_for(database.query(count), WAIT_S)
+        finally:
+            release.set()
+            await write
+
+    assert asyncio.run(scenario()) == 0  # and it did not see the uncommitted row
+    assert threads["query"].startswith("db-queries")
+    assert threads["query"] != threads["write"]
+
+
+def test_the_query_pool_is_bounded(settings: Settings, db: Session) -> None:  # noqa: ARG001
+    """With 2 query threads, a third query waits until one of the first two ends."""
+    database = Database.from_settings(settings.model_copy(update={"db_read_threads": 2}))
+    entered, release = threading.Semaphore(0), threading.Event()
+    guard, running, most = threading.Lock(), [0], [0]
+
+    def hold(session: Session, *, n: int) -> int:
+        _count_clinics(session)  # holds a connection, as a real query does
+        with guard:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        entered.release()
+        assert release.wait(WAIT_S)
+        with guard:
+            running[0] -= 1
+        return n
+
+    async def scenario() -> tuple[bool, list[int]]:
+        calls = [asyncio.create_task(database.query(hold, n=n)) for n in range(2)]
+        try:
+            for _ in calls:
+                assert await asyncio.to_thread(entered.acquire, True, WAIT_S)
+            calls.append(asyncio.create_task(database.query(hold, n=2)))
+            third_started = await asyncio.to_thread(entered.acquire, True, 0.3)
+        finally:
+            release.set()
+        return third_started, list(await asyncio.gather(*calls))
+
+    try:
+        third_started, results = asyncio.run(scenario())
+    finally:
+        database.dispose()
+    assert not third_started
+    assert results == [0, 1, 2]
+    assert most[0] == 2
+
+
+def test_a_query_use_case_reads_one_snapshot(database: Database, query: Callable[..., Any]) -> None:
+    """A row committed while a query runs is not in the query's second read: every statement of
+    one query use-case sees the same snapshot (SQLite: WAL, PostgreSQL: REPEATABLE READ)."""
+    first_read, committed = threading.Event(), threading.Event()
+
+    def count_twice(reader: Reader) -> tuple[int, int]:
+        before = _count_clinics(reader)
+        first_read.set()
+        assert committed.wait(WAIT_S)
+        return before, _count_clinics(reader)
+
+    async def scenario() -> tuple[tuple[int, int], int]:
+        reading = asyncio.create_task(query(count_twice))
+        try:
+            assert await asyncio.to_thread(first_read.wait, WAIT_S)
+            await database.run(_add_clinic, name="committed meanwhile")
+        finally:
+            committed.set()
+        return await reading, await query(_count_clinics)
+
+    (before, after), next_query = asyncio.run(scenario())
+    assert before == after == 0
+    assert next_query == 1
+
+
+def test_a_write_inside_a_query_use_case_is_refused(db: Session, query: Callable[..., Any]) -> None:
+    """SQLite: `query_only`; PostgreSQL: a READ ONLY transaction. The ORM and Core alike."""
+    name = f"written-in-a-query-{uuid.uuid4()}"
+
+    def writes(reader: Reader) -> None:
+        if isinstance(reader, Session):
+            reader.add(Clinic(name=name, timezone="UTC"))
+            reader.flush()
+        else:
+            row = {"id": uuid.uuid4(), "name": name, "timezone": "UTC"}
+            reader.execute(insert(CLINIC), row | {"created_at": datetime.now(UTC)})
+
+    with pytest.raises(DBAPIError, match=r"readonly database|read-only transaction"):
+        asyncio.run(query(writes))
+    assert _clinic_named(db, name) is None
+
+
+def test_a_query_use_case_cannot_commit(query: Callable[..., Any]) -> None:
+    """A commit would end the use-case's snapshot (and it has nothing to write): its result is
+    refused, and the connection goes back to the pool clean."""
+
+    def commits(reader: Reader) -> None:
+        _count_clinics(reader)
+        reader.commit()
+
+    with pytest.raises(QueryTransactionEnded):
+        asyncio.run(query(commits))
+    assert asyncio.run(query(_count_clinics)) == 0  # its connection, reused, begins anew
+
+
+def test_postgresql_query_connections_write_again_back_in_the_pool(
+    backend: str, settings: Settings, db: Session
+) -> None:
+    """Queries share the writers' pool on PostgreSQL: READ ONLY and REPEATABLE READ are reset
+    when the connection goes back, so the next use-case on it writes as usual."""
+    if backend != "postgresql":
+        pytest.skip("SQLite queries have an engine (and connections) of their own")
+    database = Database.from_settings(settings.model_copy(update={"db_pool_size": 1}))
+    name = f"after-a-query-{uuid.uuid4()}"
+
+    def dbapi_connection(reader: Reader) -> int:
+        return id(connection_of(reader).connection.dbapi_connection)
+
+    def add_clinic(session: Session) -> int:
+        _add_clinic(session, name=name)
+        return dbapi_connection(session)
+
+    async def scenario() -> tuple[int, int]:
+        return await database.query(dbapi_connection), await database.run(add_clinic)
+
+    try:
+        queried_on, written_on = asyncio.run(scenario())
+    finally:
+        database.dispose()
+    assert written_on == queried_on
+    assert _clinic_named(db, name) is not None
+
+
+def _read_audit() -> Audit:
+    return Audit(
+        action="patient.progress",
+        request_id="req-audited",
+        ip="192.0.2.7",
+        actor_id=uuid.uuid4(),
+        actor_role="clinician",
+        clinic_id=uuid.uuid4(),
+    )
+
+
+def test_audited_writes_one_audit_row_with_the_requests_fields(
+    database: Database, db: Session
+) -> None:
+    audit, patient_id = _read_audit(), uuid.uuid4()
+    asyncio.run(database.audited(audit, resource_id=patient_id, patient_id=patient_id))
+
+    rows = db.exec(select(AuditEvent)).all()
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row.actor_id, row.actor_role, row.clinic_id) == (
+        audit.actor_id,
+        "clinician",
+        audit.clinic_id,
+    )
+    assert (row.action, row.resource_type) == ("patient.progress", "patient")
+    assert (row.resource_id, row.patient_id) == (str(patient_id), patient_id)
+    assert (row.outcome, row.status_code) == (Outcome.allowed, 200)
+    assert (row.request_id, row.ip) == ("req-audited", "192.0.2.7")
+    assert audit.recorded  # the error handler will not record the request a second time
+
+
+def test_sqlite_audited_takes_its_write_turn(backend: str, database: Database) -> None:
+    """The audit row of a query is a write like any other: on SQLite it waits for the turn."""
+    _require_sqlite(backend)
+    writing, release = threading.Event(), threading.Event()
+
+    def slow_write(session: Session) -> None:
+        _count_clinics(session)
+        writing.set()
+        assert release.wait(WAIT_S)
+
+    async def scenario() -> bool:
+        write = asyncio.create_task(database.run(slow_write))
+        try:
+            assert await asyncio.to_thread(writing.wait, WAIT_S)
+            audited = asyncio.create_task(database.audited(_read_audit()))
+            done, _ = await asyncio.wait([audited], timeout=0.3)
+        finally:
+            release.set()
+        await asyncio.gather(write, audited)
+        return bool(done)
+
+    assert not asyncio.run(scenario())
