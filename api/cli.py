@@ -1,5 +1,7 @@
-"""The `recovery-tracker` command: serve, migrate, create-admin."""
+"""The `recovery-tracker` command: serve, migrate, sweep, reevaluate, create-admin, demo."""
 
+import logging
+import uuid
 from typing import Annotated
 
 import typer
@@ -11,6 +13,7 @@ from api import migrations, security
 from api.config import Settings
 from api.db import make_engine
 from api.logs import log_config
+from api.services import sweep as sweep_service
 from models.identity import Role, UserAccount, UserCreate
 
 # No pretty tracebacks: they print local variables, and those can be passwords or patient data.
@@ -37,10 +40,46 @@ def _echo_err(message: str) -> None:
 
 @app.command()
 def migrate() -> None:
-    """Apply database migrations (alembic upgrade head)."""
+    """Apply database migrations (alembic upgrade head), then evaluate what they left due."""
     settings = _settings()
     migrations.upgrade(settings.database_url)
     typer.echo("Database is at the latest schema.")
+    _sweep(settings, force=False, patient_ids=None)
+
+
+def _sweep(settings: Settings, *, force: bool, patient_ids: list[uuid.UUID] | None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    try:
+        counts = sweep_service.run(engine, patient_ids=patient_ids, force=force)
+    finally:
+        engine.dispose()
+    if counts is None:
+        typer.echo("Another process is sweeping; nothing done.")
+        return
+    alerts = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.alerts.items())) or "none"
+    typer.echo(
+        f"Evaluated {counts.evaluated} of {counts.candidates} patients; alerts raised: {alerts}."
+    )
+
+
+@app.command()
+def sweep() -> None:
+    """Re-evaluate every patient whose progress the clock has changed, raising alerts (for cron;
+    `serve` also does this periodically)."""
+    settings = _settings()
+    _sweep(settings, force=False, patient_ids=None)
+
+
+@app.command()
+def reevaluate(
+    patient: Annotated[
+        uuid.UUID | None, typer.Option(help="Only this patient (default: every patient)")
+    ] = None,
+) -> None:
+    """Rebuild the stored progress from the milestone engine (every patient, or one)."""
+    settings = _settings()
+    _sweep(settings, force=True, patient_ids=[patient] if patient else None)
 
 
 @app.command()

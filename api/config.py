@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1)
     # Threads per process for read-only use-cases (`Database.query`), outside the write queue.
     db_read_threads: int = Field(default=4, ge=1)
+    # How often `serve` runs the clock sweep (seconds); 0 turns it off (run `sweep` from cron).
+    sweep_interval_seconds: int = Field(default=300, ge=0, le=24 * 3600)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     forwarded_allow_ips: str = "127.0.0.1"
     log_level: str = "info"

@@ -1,5 +1,7 @@
 """The application: settings, database, middleware, error handlers and routers."""
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from api import handlers
+from api.background import sweep_periodically
 from api.config import Settings, get_settings
 from api.db import Database
 from api.middleware import BodyLimit, RequestContext
@@ -22,6 +25,7 @@ from api.routes import (
     me,
     patients,
     procedures,
+    protocols,
     symptom_logs,
 )
 
@@ -46,6 +50,7 @@ def api_router() -> APIRouter:
         identity,
         patients,
         procedures,
+        protocols,
         symptom_logs,
         me,
         alerts,
@@ -56,7 +61,9 @@ def api_router() -> APIRouter:
     return router
 
 
-def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, freeze_heap: bool = False, run_sweep: bool = False
+) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -71,9 +78,18 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
             # Reference counting frees almost everything a request makes; the collector only
             # walks what is still alive, so fewer, larger young collections cost less in all.
             gc.set_threshold(GC_YOUNG_THRESHOLD)
+        sweeper = (
+            asyncio.create_task(sweep_periodically(database, settings.sweep_interval_seconds))
+            if run_sweep and settings.sweep_interval_seconds
+            else None
+        )
         try:
             yield {"database": database, "settings": settings}
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             database.dispose()
 
     app = FastAPI(
@@ -97,4 +113,4 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
 
 def create_server_app() -> FastAPI:
     """The app as `recovery-tracker serve` runs it (uvicorn's factory, once per process)."""
-    return create_app(freeze_heap=True)
+    return create_app(freeze_heap=True, run_sweep=True)

@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from api import security
 from api.config import Settings
+from api.services import progress_store
 from api.services.auth import _open_session
 from models.identity import Clinic, Role, UserAccount
 from models.patient import Patient
@@ -61,6 +62,9 @@ def make_patient(db: Session, *, clinic: Clinic, **overrides: Any) -> Patient:
     } | overrides
     patient = Patient(**values)
     db.add(patient)
+    db.flush()
+    # As the service does: every patient has its stored progress row from the start.
+    progress_store.refresh(db.connection(), patient_id=patient.id)
     db.commit()
     return patient
 

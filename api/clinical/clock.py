@@ -40,3 +40,18 @@ def index_procedure(
         if procedure.performed_on <= on:
             chosen = procedure
     return chosen.id, (on - chosen.performed_on).days
+
+
+def clock_range(
+    procedures: Sequence[ProcedureDate], procedure_id: uuid.UUID
+) -> tuple[date | None, date | None]:
+    """The local dates whose index procedure is `procedure_id`, as [start, end) (None: open).
+
+    The same placement as `index_procedure`, worked out once for a procedure instead of once
+    per log: its own date up to the next procedure's, and for the first one every earlier date
+    too. Of two procedures on one date the later (by id) takes that date, as there."""
+    ordered = sorted(procedures, key=lambda p: (p.performed_on, str(p.id)))
+    position = next(i for i, p in enumerate(ordered) if p.id == procedure_id)
+    start = ordered[position].performed_on if position > 0 else None
+    end = ordered[position + 1].performed_on if position + 1 < len(ordered) else None
+    return start, end

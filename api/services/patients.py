@@ -12,7 +12,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from api.clinical import candidacy
 from api.errors import Conflict, FieldError, RuleViolation
-from api.services import progress, symptom_logs
+from api.services import progress, progress_store, symptom_logs
 from api.services.access import Principal
 from api.services.audit import Audit
 from api.services.concurrency import IfMatch
@@ -31,6 +31,8 @@ from models.patient import (
 )
 from models.procedure import Procedure
 
+# The patient fields the milestone engine reads (age, health factors, today's date).
+EVALUATION_INPUTS = frozenset({"birth_date", "comorbidities", "smoker", "timezone"})
 _TABLE_FIELDS = (
     "mrn",
     "given_name",
@@ -97,6 +99,7 @@ def create(session: Session, *, data: PatientCreate, by: Principal, audit: Audit
     )
     session.add(patient)
     _flush_or_conflict(session)
+    progress_store.refresh(session.connection(), patient_id=patient.id)
     audit.record(session, status_code=201, resource_id=patient.id, patient_id=patient.id)
     session.commit()
     return to_public(patient)
@@ -224,6 +227,8 @@ def update(
     locked.version += 1
     locked.updated_at = utc_now()
     _flush_or_conflict(session)
+    if EVALUATION_INPUTS & data.model_fields_set:
+        progress_store.refresh(session.connection(), patient_id=locked.id)
     audit.record(session, resource_id=locked.id, patient_id=locked.id)
     session.commit()
     return to_public(locked)

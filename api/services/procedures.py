@@ -6,20 +6,22 @@ from datetime import date
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert
+from sqlalchemy import Connection, String, Table, bindparam, func, insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from api.clinical import candidacy, procedure_rules
 from api.clinical.clock import today_in
 from api.errors import Conflict, FieldError, RuleViolation
+from api.services import progress_store
 from api.services.access import Principal
 from api.services.audit import Audit
 from api.services.concurrency import IfMatch
 from api.services.pagination import keyset_page
-from api.services.protocols import PROTOCOL
+from api.services.protocols import PROTOCOL, version_exists
 from api.services.records import PATIENT, PROCEDURE, PatientRef
 from models.base import new_id, utc_now
+from models.identity import Clinic
 from models.page import Page
 from models.patient import CandidacyStatus, Patient, Screening, StenosisCause, StenosisRegion
 from models.procedure import (
@@ -32,6 +34,7 @@ from models.procedure import (
     ProcedureCreate,
     ProcedurePublic,
     ProcedureUpdate,
+    ProtocolPin,
     ProtocolRef,
 )
 from models.protocol import DEFAULT_PROTOCOL_ID
@@ -77,29 +80,40 @@ class PatientFacts:
     screening: dict[str, Any]
 
 
-# What the rules read of the patient, and the protocol's latest version, in one round trip.
-_FACTS_AND_PROTOCOL = sa_select(
-    PATIENT.c.id,
-    PATIENT.c.timezone,
-    PATIENT.c.stenosis_region,
-    PATIENT.c.stenosis_cause,
-    PATIENT.c.screening,
-    sa_select(PROTOCOL.c.version)
-    .where(PROTOCOL.c.id == bindparam("protocol_id"))
-    .order_by(PROTOCOL.c.version.desc())
-    .limit(1)
-    .scalar_subquery(),
-).where(PATIENT.c.id == bindparam("patient_id"))
+CLINIC: Table = Clinic.__table__  # type: ignore[attr-defined]
+# The protocol a new procedure pins: the one it names, else its clinic's default, else `default`.
+_CHOSEN_PROTOCOL = func.coalesce(
+    bindparam("protocol_id", type_=String), CLINIC.c.default_protocol_id, DEFAULT_PROTOCOL_ID
+)
+# What the rules read of the patient, the protocol to pin and its latest version, in one round
+# trip.
+_FACTS_AND_PROTOCOL = (
+    sa_select(
+        PATIENT.c.id,
+        PATIENT.c.timezone,
+        PATIENT.c.stenosis_region,
+        PATIENT.c.stenosis_cause,
+        PATIENT.c.screening,
+        _CHOSEN_PROTOCOL,
+        sa_select(PROTOCOL.c.version)
+        .where(PROTOCOL.c.id == _CHOSEN_PROTOCOL)
+        .order_by(PROTOCOL.c.version.desc())
+        .limit(1)
+        .scalar_subquery(),
+    )
+    .join_from(PATIENT, CLINIC, CLINIC.c.id == PATIENT.c.clinic_id)
+    .where(PATIENT.c.id == bindparam("patient_id"))
+)
 _INSERT_PROCEDURE = insert(PROCEDURE)
 
 
 def _facts_and_protocol(
-    connection: Connection, patient_id: uuid.UUID, protocol_id: str
-) -> tuple[PatientFacts, int | None]:
+    connection: Connection, patient_id: uuid.UUID, protocol_id: str | None
+) -> tuple[PatientFacts, str, int | None]:
     row = connection.execute(
         _FACTS_AND_PROTOCOL, {"patient_id": patient_id, "protocol_id": protocol_id}
     ).one()
-    return PatientFacts(*row[:5]), row[5]
+    return PatientFacts(*row[:5]), row[5], row[6]
 
 
 def _no_protocol(protocol_id: str) -> RuleViolation:
@@ -163,9 +177,10 @@ def record(
     audit: Audit,
 ) -> ProcedurePublic:
     """Record a procedure (Core: every clinic visit ends in one, see api/services/records.py)."""
-    protocol_id = data.protocol_id or DEFAULT_PROTOCOL_ID
-    # The patient as this transaction sees it, and the protocol's latest version.
-    facts, protocol_version = _facts_and_protocol(connection, patient.id, protocol_id)
+    # The patient as this transaction sees it, the protocol to pin and its latest version.
+    facts, protocol_id, protocol_version = _facts_and_protocol(
+        connection, patient.id, data.protocol_id
+    )
     injections = _normalised(data.injections)
     _check(
         facts,
@@ -196,6 +211,7 @@ def record(
         "updated_at": now,
     }
     connection.execute(_INSERT_PROCEDURE, values)
+    progress_store.refresh(connection, patient_id=patient.id)
     audit.record(connection, status_code=201, resource_id=values["id"], patient_id=patient.id)
     connection.commit()
     return to_public(SimpleNamespace(**values))
@@ -262,6 +278,8 @@ def update(
                 FieldError("/override_reason", "cannot be removed; send a corrected reason instead")
             ],
         )
+    if data.protocol is not None:
+        _move_to_protocol(session, locked, data.protocol, audit)
     _apply(locked, data.model_dump(exclude_unset=True), data)
     harvest = Harvest.model_validate(locked.harvest) if locked.harvest else None
     injections = [Injection.model_validate(i) for i in locked.injections]
@@ -274,9 +292,26 @@ def update(
         _check_adverse_events(session, locked)
     locked.version += 1
     locked.updated_at = utc_now()
+    session.flush()
+    progress_store.refresh(session.connection(), patient_id=patient.id)
     audit.record(session, resource_id=locked.id, patient_id=patient.id)
     session.commit()
     return to_public(locked)
+
+
+def _move_to_protocol(
+    session: Session, procedure: Procedure, pin: ProtocolPin, audit: Audit
+) -> None:
+    """Measure the procedure against another protocol version: only ever this explicit,
+    audited request (publishing a version moves no procedure)."""
+    if not version_exists(session, pin.id, pin.version):
+        raise RuleViolation(
+            "No such protocol version",
+            errors=[FieldError("/protocol", f"no version {pin.version} of protocol '{pin.id}'")],
+        )
+    if (procedure.protocol_id, procedure.protocol_version) != (pin.id, pin.version):
+        procedure.protocol_id, procedure.protocol_version = pin.id, pin.version
+        audit.reason = "protocol_change"
 
 
 def _check_adverse_events(session: Session, procedure: Procedure) -> None:

@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from api.clinical import clock, scoring
 from api.clinical.clock import ProcedureDate
 from api.errors import FieldError
-from api.services import alerts
+from api.services import alerts, progress_store
 from api.services.audit import Audit
 from api.services.pagination import keyset_page
 from api.services.records import (
@@ -323,6 +323,7 @@ def ingest(
     if created:
         _INSERT_LOGS(connection, created)
         alerts.check_new_logs(connection, patient=patient, new_logs=created, procedures=procedures)
+        progress_store.refresh(connection, patient_id=patient.id)
     single = None if batch else outcomes[0]
     status_code = 200 if batch else _single_status(outcomes[0])
     audit.record(
@@ -369,6 +370,7 @@ def correct(
             new_logs=[outcome.log],
             procedures=procedure_refs(connection, patient.id),
         )
+        progress_store.refresh(connection, patient_id=patient.id)
     if outcome.status in ("created", "duplicate"):
         audit.record(
             connection,

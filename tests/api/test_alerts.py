@@ -172,7 +172,7 @@ def test_a_red_flag_log_raises_an_open_alert(client: TestClient, world: World) -
     stored = created_log(client, world, pain=5, red_flags=["fever"])
     assert stored["advice"]["urgent"] is True
 
-    alert = only_alert(client, world, status="open")
+    alert = only_alert(client, world, status="open", kind="red_flag")
     assert alert["kind"] == "red_flag"
     assert alert["status"] == "open"
     assert alert["patient_id"] == str(world.patient_a.id)
@@ -190,7 +190,7 @@ def test_a_red_flag_before_any_procedure_still_raises_an_alert(
     client: TestClient, world: World
 ) -> None:
     stored = created_log(client, world, red_flags=["saddle_numbness", "bladder_bowel_change"])
-    alert = only_alert(client, world, status="open")
+    alert = only_alert(client, world, status="open", kind="red_flag")
     assert alert["kind"] == "red_flag"
     assert alert["log_id"] == stored["id"]
     assert sorted(alert["details"]["red_flags"]) == ["bladder_bowel_change", "saddle_numbness"]
@@ -200,13 +200,15 @@ def test_a_log_without_red_flags_raises_nothing(client: TestClient, world: World
     add_procedure(client, world, baseline={"pain": 4})
     created_log(client, world, pain=5)
     created_log(client, world, pain=4, red_flags=[], recorded_at="2026-10-11T09:00:00+02:00")
-    assert list_alerts(client, world) == []
+    # The clock's own alerts (a check-in missed since) are not the log's doing.
+    assert list_alerts(client, world, kind="red_flag") == []
+    assert list_alerts(client, world, kind="worsening") == []
 
 
 def test_a_second_red_flag_bumps_the_open_alert(client: TestClient, world: World) -> None:
     add_procedure(client, world, baseline={"pain": 4})
     created_log(client, world, red_flags=["fever"])
-    first = only_alert(client, world, status="open")
+    first = only_alert(client, world, status="open", kind="red_flag")
     second_log = created_log(
         client,
         world,
@@ -214,14 +216,14 @@ def test_a_second_red_flag_bumps_the_open_alert(client: TestClient, world: World
         recorded_at="2026-10-11T09:00:00+02:00",
     )
 
-    alert = only_alert(client, world, status="open")
+    alert = only_alert(client, world, status="open", kind="red_flag")
     assert alert["id"] == first["id"]
     assert alert["occurrences"] == 2
     assert sorted(alert["details"]["red_flags"]) == ["fever", "new_weakness"]
     assert alert["log_id"] == second_log["id"]
     assert alert["raised_at"] == first["raised_at"]
     assert instant(alert["last_raised_at"]) >= instant(first["last_raised_at"])
-    assert len(list_alerts(client, world)) == 1
+    assert len(list_alerts(client, world, kind="red_flag")) == 1
 
 
 def test_concurrent_red_flags_share_one_open_alert(client: TestClient, world: World) -> None:
@@ -271,7 +273,7 @@ def test_acknowledge_then_a_new_red_flag_opens_a_new_alert(
 ) -> None:
     add_procedure(client, world, baseline={"pain": 4})
     created_log(client, world, red_flags=["fever"])
-    first = only_alert(client, world, status="open")
+    first = only_alert(client, world, status="open", kind="red_flag")
 
     response = acknowledge(client, world, first["id"])
     assert response.status_code == 200, response.text
@@ -281,12 +283,12 @@ def test_acknowledge_then_a_new_red_flag_opens_a_new_alert(
     assert acknowledged["acknowledged_at"] is not None
     assert instant(acknowledged["acknowledged_at"]) >= instant(first["raised_at"])
     assert acknowledged["resolved_at"] is None
-    assert list_alerts(client, world, status="open") == []
+    assert list_alerts(client, world, status="open", kind="red_flag") == []
 
     new_log = created_log(
         client, world, red_flags=["wound_infection_signs"], recorded_at="2026-10-12T09:00:00+02:00"
     )
-    opened = only_alert(client, world, status="open")
+    opened = only_alert(client, world, status="open", kind="red_flag")
     assert opened["id"] != first["id"]
     assert opened["occurrences"] == 1
     assert opened["log_id"] == new_log["id"]
@@ -295,7 +297,7 @@ def test_acknowledge_then_a_new_red_flag_opens_a_new_alert(
     assert still["id"] == first["id"]
     assert still["details"]["red_flags"] == ["fever"]
     assert still["occurrences"] == 1
-    assert len(list_alerts(client, world)) == 2
+    assert len(list_alerts(client, world, kind="red_flag")) == 2
 
 
 @pytest.mark.parametrize(
@@ -325,7 +327,7 @@ def test_resolve_then_acknowledge_is_a_conflict_and_resolve_is_idempotent(
 ) -> None:
     add_procedure(client, world, baseline={"pain": 4})
     created_log(client, world, red_flags=["fever"])
-    alert = only_alert(client, world, status="open")
+    alert = only_alert(client, world, status="open", kind="red_flag")
 
     response = resolve(client, world, alert["id"], json={"note": "Called the patient; seen in ER"})
     assert response.status_code == 200, response.text
@@ -335,11 +337,11 @@ def test_resolve_then_acknowledge_is_a_conflict_and_resolve_is_idempotent(
     assert resolved["resolved_at"] is not None
     assert instant(resolved["resolved_at"]) >= instant(alert["raised_at"])
     assert resolved["acknowledged_at"] is not None  # resolving implies someone looked at it
-    assert list_alerts(client, world, status="open") == []
-    assert only_alert(client, world, status="resolved")["id"] == alert["id"]
+    assert list_alerts(client, world, status="open", kind="red_flag") == []
+    assert only_alert(client, world, status="resolved", kind="red_flag")["id"] == alert["id"]
 
     assert_problem(acknowledge(client, world, alert["id"]), 409)
-    assert only_alert(client, world)["status"] == "resolved"
+    assert only_alert(client, world, kind="red_flag")["status"] == "resolved"
 
     again = resolve(client, world, alert["id"], json={"note": "again"})
     assert again.status_code == 200, again.text

@@ -1,0 +1,417 @@
+"""Stored progress: the milestone engine's evaluations kept as rows (models/evaluation.py), and
+the alerts that a change of them raises.
+
+`refresh` evaluates a patient's procedures with the engine (api/clinical/evaluation.py) and
+rewrites their rows. Every write that changes the engine's inputs calls it in its own
+transaction, before it commits (a log, a batch, a correction, a procedure recorded or changed, a
+patient change), and so does the clock sweep (api/services/sweep.py) for the patients whose
+`next_change_on` has come. So a stored row always equals what the engine reports today.
+
+Two alert kinds come from here, in the same transaction as the evaluation that calls for them
+(CLINICAL.md §Red flags and alerts): `milestone_not_met` when short_term or long_term closes
+`not_met`, and `missed_check_in` when a scheduled check-in's grace runs out with no log. Each
+closing and each missed interval raises once (the rows keep what was raised); a second cause of
+the same kind while one is open bumps it (`alerts.raise_alert`).
+
+The caller holds the patient's lock: the write paths take it, the sweep takes it per patient.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, delete, exists, insert, select, update
+
+from api.clinical import evaluation
+from api.clinical.clock import today_in
+from api.clinical.evaluation import EffectiveLog, Evaluation, PatientFacts, ProcedureFacts
+from api.services import alerts, protocols
+from api.services.records import PATIENT, PROCEDURE, SYMPTOM_LOG, PatientRef
+from models.base import utc_now
+from models.evaluation import MilestoneEvaluation, PatientProgress, ProcedureEvaluation
+from models.symptom_log import AlertKind
+
+PROCEDURE_EVALUATION: Table = ProcedureEvaluation.__table__  # type: ignore[attr-defined]
+MILESTONE_EVALUATION: Table = MilestoneEvaluation.__table__  # type: ignore[attr-defined]
+PATIENT_PROGRESS: Table = PatientProgress.__table__  # type: ignore[attr-defined]
+LOG = SYMPTOM_LOG
+_CORRECTION = LOG.alias("correction")
+NOT_MET_ALERTED = ("short_term", "long_term")  # CLINICAL.md: these closing not_met raise
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRow:
+    """What the rules and the store read of a patient: no identifying field."""
+
+    id: uuid.UUID
+    clinic_id: uuid.UUID
+    timezone: str
+    created_at: datetime
+    facts: PatientFacts
+
+    @property
+    def ref(self) -> PatientRef:
+        return PatientRef(self.id, self.clinic_id, self.timezone)
+
+
+_PATIENT = select(
+    PATIENT.c.id,
+    PATIENT.c.clinic_id,
+    PATIENT.c.timezone,
+    PATIENT.c.created_at,
+    PATIENT.c.birth_date,
+    PATIENT.c.comorbidities,
+    PATIENT.c.smoker,
+).where(PATIENT.c.id == bindparam("patient_id"))
+_PROCEDURES = (
+    select(
+        PROCEDURE.c.id,
+        PROCEDURE.c.performed_on,
+        PROCEDURE.c.treatment,
+        PROCEDURE.c.cell_source,
+        PROCEDURE.c.protocol_id,
+        PROCEDURE.c.protocol_version,
+        PROCEDURE.c.baseline_pain,
+        PROCEDURE.c.baseline_leg_pain,
+        PROCEDURE.c.baseline_mobility,
+        PROCEDURE.c.baseline_odi,
+    )
+    .where(PROCEDURE.c.patient_id == bindparam("patient_id"))
+    .order_by(PROCEDURE.c.performed_on, PROCEDURE.c.id)
+)
+# The effective logs (no correction supersedes them) from a local date on: only the columns the
+# rules read, as plain rows.
+_LOGS_FROM = select(
+    LOG.c.local_date,
+    LOG.c.pain,
+    LOG.c.leg_pain,
+    LOG.c.mobility,
+    LOG.c.odi,
+    LOG.c.side_effects,
+    LOG.c.red_flags,
+).where(
+    LOG.c.patient_id == bindparam("patient_id"),
+    LOG.c.local_date >= bindparam("start", type_=LOG.c.local_date.type),
+    ~exists().where(_CORRECTION.c.corrects_id == LOG.c.id),
+)
+_BOOKKEEPING = select(
+    PROCEDURE_EVALUATION.c.procedure_id, PROCEDURE_EVALUATION.c.missed_alerted_through_day
+).where(PROCEDURE_EVALUATION.c.patient_id == bindparam("patient_id"))
+_ALERTED_CLOSINGS = select(MILESTONE_EVALUATION.c.procedure_id, MILESTONE_EVALUATION.c.key).where(
+    MILESTONE_EVALUATION.c.patient_id == bindparam("patient_id"),
+    MILESTONE_EVALUATION.c.not_met_alerted.is_(True),
+)
+_NEXT_CHANGES = select(PROCEDURE_EVALUATION.c.next_change_on).where(
+    PROCEDURE_EVALUATION.c.patient_id == bindparam("patient_id")
+)
+
+
+def patient_row(connection: Connection, patient_id: uuid.UUID) -> PatientRow | None:
+    row = connection.execute(_PATIENT, {"patient_id": patient_id}).first()
+    if row is None:
+        return None
+    facts = PatientFacts(row.birth_date, tuple(row.comorbidities), bool(row.smoker))
+    return PatientRow(row.id, row.clinic_id, row.timezone, row.created_at, facts)
+
+
+def procedure_facts(connection: Connection, patient_id: uuid.UUID) -> list[ProcedureFacts]:
+    """The patient's procedures by date, as the rules read them."""
+    return [
+        ProcedureFacts(
+            id=row.id,
+            performed_on=row.performed_on,
+            treatment=str(row.treatment),
+            cell_source=str(row.cell_source) if row.cell_source is not None else None,
+            protocol_id=row.protocol_id,
+            protocol_version=row.protocol_version,
+            explicit_baseline={
+                "pain": row.baseline_pain,
+                "leg_pain": row.baseline_leg_pain,
+                "mobility": row.baseline_mobility,
+                "odi": row.baseline_odi,
+            },
+        )
+        for row in connection.execute(_PROCEDURES, {"patient_id": patient_id})
+    ]
+
+
+def effective_logs(
+    connection: Connection, patient_id: uuid.UUID, start: date
+) -> list[EffectiveLog]:
+    """The patient's effective logs dated `start` or later (corrections applied)."""
+    return [
+        EffectiveLog(
+            row.local_date,
+            row.pain,
+            row.leg_pain,
+            row.mobility,
+            row.odi,
+            tuple(row.side_effects or ()),
+            tuple(row.red_flags or ()),
+        )
+        for row in connection.execute(_LOGS_FROM, {"patient_id": patient_id, "start": start})
+    ]
+
+
+def earliest_input(procedures: Sequence[ProcedureFacts], rules_of: Any) -> date:
+    """The first local date any of these procedures' evaluations reads (their baseline windows)."""
+    return min(
+        p.performed_on + timedelta(days=rules_of(p)["baseline"]["window_days"][0])
+        for p in procedures
+    )
+
+
+def evaluate_patient(
+    connection: Connection,
+    patient: PatientRow,
+    *,
+    as_of: date,
+    covered: dict[uuid.UUID, int | None] | None = None,
+) -> list[Evaluation]:
+    """Every procedure of the patient evaluated on `as_of` by the engine, straight from the
+    records (the source of truth the stored rows are checked against)."""
+    procedures = procedure_facts(connection, patient.id)
+    if not procedures:
+        return []
+
+    def rules_of(p: ProcedureFacts) -> dict[str, Any]:
+        return protocols.rules(connection, p.protocol_id, p.protocol_version)
+
+    logs = effective_logs(connection, patient.id, earliest_input(procedures, rules_of))
+    covered = covered or {}
+    return [
+        evaluation.evaluate(
+            rules=rules_of(p),
+            patient=patient.facts,
+            procedure=p,
+            procedures=procedures,
+            logs=logs,
+            as_of=as_of,
+            missed_covered_through=covered.get(p.id),
+        )
+        for p in procedures
+    ]
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    progress_status: str
+    raised: list[str]  # the kinds of the alerts raised (or bumped), one entry each
+
+
+def refresh(
+    connection: Connection, *, patient_id: uuid.UUID, today: date | None = None
+) -> Refreshed | None:
+    """Evaluate the patient's procedures on `today` (default: today in the patient's time zone),
+    raise the alerts the results call for, and rewrite the stored rows. None when the patient
+    does not exist. Does not commit: the caller's transaction holds it with the change."""
+    patient = patient_row(connection, patient_id)
+    if patient is None:
+        return None
+    as_of = today or today_in(patient.timezone)
+    covered = dict(connection.execute(_BOOKKEEPING, {"patient_id": patient_id}).all())
+    alerted = {
+        tuple(row) for row in connection.execute(_ALERTED_CLOSINGS, {"patient_id": patient_id})
+    }
+    results = evaluate_patient(connection, patient, as_of=as_of, covered=covered)
+    now = utc_now()
+    procedure_rows, milestone_rows, raised = [], [], []
+    for result in results:
+        covered_before = covered.get(result.procedure.id)
+        through = _raise_missed(connection, patient, result, covered_before)
+        if through != covered_before:
+            raised.append(AlertKind.missed_check_in.value)
+        procedure_rows.append(_procedure_row(patient, result, through, now))
+        rows, closings = _milestone_rows(connection, patient, result, alerted)
+        milestone_rows += rows
+        raised += [AlertKind.milestone_not_met.value] * closings
+    _replace(connection, patient_id, procedure_rows, milestone_rows)
+    current = results[-1] if results else None
+    _write_patient_progress(connection, patient, current, as_of, now)
+    return Refreshed(current.progress_status if current else "pending", raised)
+
+
+def _raise_missed(
+    connection: Connection, patient: PatientRow, result: Evaluation, covered: int | None
+) -> int | None:
+    """Raise a missed_check_in alert for newly missed check-ins; the day now covered."""
+    missed = result.missed
+    if missed is None:
+        return covered
+    performed_on = result.procedure.performed_on
+    alerts.raise_alert(
+        connection,
+        patient=patient.ref,
+        kind=AlertKind.missed_check_in,
+        log_id=None,
+        details={
+            "procedure_id": str(result.procedure.id),
+            "missed_from_day": missed.first_day,
+            "missed_from_on": (performed_on + timedelta(days=missed.first_day)).isoformat(),
+            "missed_through_day": missed.through_day,
+            "phase": missed.phase,
+            "grace_days": missed.grace_days,
+            "detected_on": result.as_of.isoformat(),
+        },
+    )
+    return missed.through_day
+
+
+def _milestone_rows(
+    connection: Connection,
+    patient: PatientRow,
+    result: Evaluation,
+    alerted: set[tuple[Any, ...]],
+) -> tuple[list[dict[str, Any]], int]:
+    """The milestones' rows, and how many milestone_not_met alerts their closings raised."""
+    rows, closings = [], 0
+    for position, milestone in enumerate(result.milestones):
+        key = (result.procedure.id, milestone.key)
+        closed_not_met = milestone.state == "closed" and milestone.status == "not_met"
+        if closed_not_met and milestone.key in NOT_MET_ALERTED and key not in alerted:
+            alerts.raise_alert(
+                connection,
+                patient=patient.ref,
+                kind=AlertKind.milestone_not_met,
+                log_id=None,
+                details={
+                    "procedure_id": str(result.procedure.id),
+                    "milestones": [milestone.key],
+                    "findings": [f.code for f in milestone.findings],
+                    "closed_on": (
+                        result.procedure.performed_on + timedelta(days=milestone.end_day + 1)
+                    ).isoformat(),
+                },
+            )
+            alerted.add(key)
+            closings += 1
+        observed = milestone.observed
+        rows.append(
+            {
+                "procedure_id": result.procedure.id,
+                "key": milestone.key,
+                "patient_id": patient.id,
+                "clinic_id": patient.clinic_id,
+                "position": position,
+                "label": milestone.label,
+                "start_day": milestone.start_day,
+                "end_day": milestone.end_day,
+                "state": milestone.state,
+                "status": milestone.status,
+                "expected": milestone.expected,
+                "n_logs": observed.n_logs,
+                "pain": observed.pain,
+                "pain_change": observed.pain_change,
+                "pain_change_pct": observed.pain_change_pct,
+                "mobility": observed.mobility,
+                "mobility_change": observed.mobility_change,
+                "odi": observed.odi,
+                "odi_change": observed.odi_change,
+                "substantial": milestone.substantial,
+                "findings": [{"code": f.code, "message": f.message} for f in milestone.findings],
+                # A closing raises once; a status that leaves not_met can raise again later.
+                "not_met_alerted": closed_not_met and key in alerted,
+            }
+        )
+    return rows, closings
+
+
+def _procedure_row(
+    patient: PatientRow, result: Evaluation, covered: int | None, now: datetime
+) -> dict[str, Any]:
+    base = result.baseline
+    values = base.values if base else {}
+    return {
+        "procedure_id": result.procedure.id,
+        "patient_id": patient.id,
+        "clinic_id": patient.clinic_id,
+        "protocol_id": result.procedure.protocol_id,
+        "protocol_version": result.procedure.protocol_version,
+        "as_of": result.as_of,
+        "next_change_on": result.next_change_on,
+        "baseline_pain": values.get("pain"),
+        "baseline_leg_pain": values.get("leg_pain"),
+        "baseline_mobility": values.get("mobility"),
+        "baseline_odi": values.get("odi"),
+        "baseline_n_logs": base.n_logs if base else None,
+        "baseline_source": base.source if base else None,
+        "current_milestone": result.current_milestone,
+        "progress_status": result.progress_status,
+        "next_check_in_day": result.next_check_in_day,
+        "age_at_procedure": result.age_at_procedure,
+        "factors": [
+            {"factor": f.factor, "impact": f.impact, "message": f.message} for f in result.factors
+        ],
+        "missed_alerted_through_day": covered,
+        "evaluated_at": now,
+    }
+
+
+_DELETE_MILESTONES = delete(MILESTONE_EVALUATION).where(
+    MILESTONE_EVALUATION.c.patient_id == bindparam("patient_id")
+)
+_DELETE_PROCEDURES = delete(PROCEDURE_EVALUATION).where(
+    PROCEDURE_EVALUATION.c.patient_id == bindparam("patient_id")
+)
+
+
+def _replace(
+    connection: Connection,
+    patient_id: uuid.UUID,
+    procedure_rows: list[dict[str, Any]],
+    milestone_rows: list[dict[str, Any]],
+) -> None:
+    connection.execute(_DELETE_MILESTONES, {"patient_id": patient_id})
+    connection.execute(_DELETE_PROCEDURES, {"patient_id": patient_id})
+    if procedure_rows:
+        connection.execute(insert(PROCEDURE_EVALUATION), procedure_rows)
+    if milestone_rows:
+        connection.execute(insert(MILESTONE_EVALUATION), milestone_rows)
+
+
+_UPDATE_PROGRESS = (
+    update(PATIENT_PROGRESS)
+    .where(PATIENT_PROGRESS.c.patient_id == bindparam("key"))
+    .values(
+        procedure_id=bindparam("procedure_id"),
+        current_milestone=bindparam("current_milestone"),
+        progress_status=bindparam("progress_status"),
+        as_of=bindparam("as_of"),
+        next_change_on=bindparam("next_change_on"),
+        evaluated_at=bindparam("evaluated_at"),
+    )
+)
+
+
+def _write_patient_progress(
+    connection: Connection,
+    patient: PatientRow,
+    current: Evaluation | None,
+    as_of: date,
+    now: datetime,
+) -> None:
+    changes = [
+        d
+        for d in connection.execute(_NEXT_CHANGES, {"patient_id": patient.id}).scalars()
+        if d is not None
+    ]
+    values = {
+        "procedure_id": current.procedure.id if current else None,
+        "current_milestone": current.current_milestone if current else None,
+        "progress_status": current.progress_status if current else "pending",
+        "as_of": as_of,
+        "next_change_on": min(changes) if changes else None,
+        "evaluated_at": now,
+    }
+    if connection.execute(_UPDATE_PROGRESS, {"key": patient.id, **values}).rowcount == 0:
+        connection.execute(
+            insert(PATIENT_PROGRESS),
+            {
+                "patient_id": patient.id,
+                "clinic_id": patient.clinic_id,
+                "patient_created_at": patient.created_at,
+                **values,
+            },
+        )

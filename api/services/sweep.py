@@ -1,0 +1,184 @@
+"""The clock sweep: re-evaluates the patients whose stored progress the clock alone has changed
+(a window opened or closed, a check-in fell due or was missed), and raises the alerts that
+calls for, in the same transaction as each re-evaluation.
+
+`due_patients` finds the candidates with one indexed query; `sweep_chunk` re-evaluates a chunk
+of them, each under its patient's lock and only if still due (a conditional re-check inside the
+transaction), so two sweeps (two API processes, or `recovery-tracker sweep` from cron beside a
+server) can never raise an alert twice: the second finds the patient no longer due. On
+PostgreSQL an advisory lock (`try_sweep_lock`) also keeps all but one process from doing the
+work at the same time. The sweep is idempotent and catches up after downtime: a patient due
+since last week is evaluated once, as of today, and each missed interval or closed milestone
+raises one alert, not one per day missed.
+"""
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import Connection, Engine, bindparam, select, text
+
+from api.clinical.clock import today_in
+from api.services import progress_store
+from api.services.records import PATIENT
+
+logger = logging.getLogger("recovery_tracker.sweep")
+PROGRESS = progress_store.PATIENT_PROGRESS
+CHUNK = 200  # patients per transaction: one fsync per chunk, and short write turns
+# No time zone is more than 14 hours ahead of UTC: a patient's today is at most UTC's + 1 day.
+_AHEAD = timedelta(days=1)
+_SWEEP_LOCK_KEY = 0x5EE9_0001  # pg_advisory_lock key of the sweep
+
+_DUE = (
+    select(PROGRESS.c.patient_id)
+    .where(PROGRESS.c.next_change_on <= bindparam("until", type_=PROGRESS.c.next_change_on.type))
+    .order_by(PROGRESS.c.next_change_on, PROGRESS.c.patient_id)
+)
+_STILL_DUE = (
+    select(PROGRESS.c.next_change_on, PATIENT.c.timezone)
+    .join(PATIENT, PATIENT.c.id == PROGRESS.c.patient_id)
+    .where(PROGRESS.c.patient_id == bindparam("patient_id"))
+)
+_LOCK_PATIENT = (
+    select(PATIENT.c.id).where(PATIENT.c.id == bindparam("patient_id")).with_for_update()
+)
+
+
+@dataclass
+class SweepCounts:
+    """What a sweep did."""
+
+    candidates: int = 0
+    evaluated: int = 0
+    alerts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: "SweepCounts") -> None:
+        self.candidates += other.candidates
+        self.evaluated += other.evaluated
+        for kind, count in other.alerts.items():
+            self.alerts[kind] = self.alerts.get(kind, 0) + count
+
+
+def due_patients(connection: Connection, *, now: datetime | None = None) -> list[uuid.UUID]:
+    """Patients whose stored progress may be due today somewhere on Earth (a superset: each is
+    checked against today in its own time zone by `sweep_chunk`)."""
+    until = (now or datetime.now(UTC)).date() + _AHEAD
+    return list(connection.execute(_DUE, {"until": until}).scalars())
+
+
+def chunks(ids: list[uuid.UUID], size: int = CHUNK) -> Iterator[list[uuid.UUID]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _lock(connection: Connection, patient_id: uuid.UUID) -> None:
+    if connection.dialect.name != "sqlite":  # SQLite: the write transaction is the lock
+        connection.execute(_LOCK_PATIENT, {"patient_id": patient_id}).first()
+
+
+def _today_if_due(connection: Connection, patient_id: uuid.UUID, now: datetime) -> date | None:
+    """The patient's today if their stored progress is (still) due on it, else None."""
+    row = connection.execute(_STILL_DUE, {"patient_id": patient_id}).first()
+    if row is None or row.next_change_on is None:
+        return None
+    today = today_in(row.timezone, now=now)
+    return today if row.next_change_on <= today else None
+
+
+def sweep_chunk(
+    connection: Connection,
+    *,
+    patient_ids: Iterable[uuid.UUID],
+    now: datetime | None = None,
+    force: bool = False,
+) -> SweepCounts:
+    """Re-evaluate the patients of one chunk that are still due (all of them with `force`), and
+    commit once. Returns the counts, alerts by kind."""
+    now = now or datetime.now(UTC)
+    counts = SweepCounts()
+    for patient_id in patient_ids:
+        counts.candidates += 1
+        _lock(connection, patient_id)
+        today = _today_if_due(connection, patient_id, now)
+        if today is None and not force:
+            continue
+        refreshed = progress_store.refresh(connection, patient_id=patient_id, today=today)
+        counts.evaluated += 1
+        for kind in refreshed.raised if refreshed else ():
+            counts.alerts[kind] = counts.alerts.get(kind, 0) + 1
+    connection.commit()
+    return counts
+
+
+def try_sweep_lock(connection: Connection) -> bool:
+    """PostgreSQL: take the sweep's session advisory lock if no other process holds it (held
+    until `release_sweep_lock` or the connection closes). SQLite: always True (one process)."""
+    if connection.dialect.name == "sqlite":
+        return True
+    taken = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _SWEEP_LOCK_KEY})
+    result = bool(taken.scalar())
+    connection.commit()
+    return result
+
+
+def release_sweep_lock(connection: Connection) -> None:
+    if connection.dialect.name != "sqlite":
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SWEEP_LOCK_KEY})
+        connection.commit()
+
+
+_ALL_PATIENTS = select(PATIENT.c.id).order_by(PATIENT.c.id)
+
+
+def all_patients(connection: Connection) -> list[uuid.UUID]:
+    return list(connection.execute(_ALL_PATIENTS).scalars())
+
+
+def run(
+    engine: Engine,
+    *,
+    now: datetime | None = None,
+    patient_ids: list[uuid.UUID] | None = None,
+    force: bool = False,
+) -> SweepCounts | None:
+    """One sweep from a command (cron, `migrate`, `reevaluate`): the due patients (or
+    `patient_ids`, re-evaluated whether due or not with `force`), a chunk per transaction.
+    None when another process holds the sweep's lock (PostgreSQL)."""
+    with engine.connect() as lock:
+        if not try_sweep_lock(lock):
+            logger.info("sweep skipped: another process is sweeping")
+            return None
+        try:
+            if patient_ids is None:
+                patient_ids = all_patients(lock) if force else due_patients(lock, now=now)
+                lock.rollback()
+            return _sweep_chunks(engine, patient_ids, now=now, force=force)
+        finally:
+            release_sweep_lock(lock)
+
+
+def _sweep_chunks(
+    engine: Engine, patient_ids: list[uuid.UUID], *, now: datetime | None, force: bool
+) -> SweepCounts:
+    total = SweepCounts()
+    started = time.monotonic()
+    logger.info("sweep started: %d candidate patients", len(patient_ids))
+    for chunk in chunks(patient_ids):
+        with engine.connect() as connection:
+            total.add(sweep_chunk(connection, patient_ids=chunk, now=now, force=force))
+        logger.info("sweep progress: %d/%d patients", total.candidates, len(patient_ids))
+    log_counts(total, time.monotonic() - started)
+    return total
+
+
+def log_counts(counts: SweepCounts, seconds: float) -> None:
+    logger.info(
+        "sweep done in %.1f s: %d candidates, %d re-evaluated, alerts %s",
+        seconds,
+        counts.candidates,
+        counts.evaluated,
+        counts.alerts or "none",
+    )
