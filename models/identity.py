@@ -5,12 +5,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, EmailStr
+from pydantic import AfterValidator, BeforeValidator, EmailStr
 from pydantic import Field as PydanticField
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from models.base import Line, Name, enum_column, new_id, no_control_line, utc_column, utc_now
+from models.protocol import DEFAULT_PROTOCOL_ID, ProtocolId
 from models.timezones import TimeZoneName
 
 
@@ -43,8 +44,24 @@ class ClinicCreate(ClinicBase):
     model_config = {"extra": "forbid"}
 
 
+class ClinicUpdate(SQLModel):
+    """The clinic's default protocol: the one a new procedure pins when it names none."""
+
+    model_config = {"extra": "forbid"}
+    default_protocol_id: ProtocolId | None = Field(
+        description="An existing protocol's id; null: the `default` protocol"
+    )
+
+
+def _or_default(protocol_id: str | None) -> str:
+    return protocol_id or DEFAULT_PROTOCOL_ID
+
+
 class ClinicPublic(ClinicBase):
     id: uuid.UUID
+    default_protocol_id: Annotated[str, BeforeValidator(_or_default)] = Field(
+        description="The protocol a new procedure pins when it names none"
+    )
 
 
 class UserAccount(SQLModel, table=True):

@@ -11,6 +11,7 @@ from sqlalchemy import JSON, Index
 from sqlmodel import Column, Field, SQLModel
 
 from models.base import Day, Line, Note, Patch, enum_column, new_id, utc_column, utc_now
+from models.protocol import MAX_VERSION, ProtocolId
 
 
 class Treatment(StrEnum):
@@ -106,8 +107,15 @@ class ProcedureCreate(ProcedureFields):
     override_reason: Note | None = F(default=None, min_length=1)
 
 
+class ProtocolPin(Strict):
+    """A protocol version a procedure is measured against."""
+
+    id: ProtocolId
+    version: StrictInt = F(ge=1, le=MAX_VERSION)
+
+
 class ProcedureUpdate(Patch):
-    NOT_NULL = frozenset({"performed_on", "treatment", "injections", "adjuncts"})
+    NOT_NULL = frozenset({"performed_on", "treatment", "injections", "adjuncts", "protocol"})
 
     performed_on: Day | None = None
     treatment: Treatment | None = None
@@ -118,6 +126,11 @@ class ProcedureUpdate(Patch):
     baseline: Baseline | None = None
     notes: Note | None = None
     override_reason: Note | None = F(default=None, min_length=1)
+    protocol: ProtocolPin | None = F(
+        default=None,
+        description="Move the procedure to another protocol version (audited as protocol_change); "
+        "publishing a version never moves a procedure by itself",
+    )
 
 
 class ProtocolRef(BaseModel):

@@ -1,12 +1,14 @@
 """Clinics and user accounts."""
 
+import uuid
+
 from fastapi import APIRouter
 
 from api.db import DatabaseDep
 from api.deps import ADMIN, ANY_ROLE, STAFF, AuditDep, PrincipalDep
 from api.errors import problem_responses
 from api.services import identity
-from models.identity import ClinicCreate, ClinicPublic, UserCreate, UserPublic
+from models.identity import ClinicCreate, ClinicPublic, ClinicUpdate, UserCreate, UserPublic
 
 router = APIRouter(tags=["identity"])
 
@@ -31,6 +33,19 @@ async def list_clinics(
 ) -> list[ClinicPublic]:
     """List clinics: all of them for an admin, one's own for staff."""
     return await database.run(identity.list_clinics, principal=principal, audit=audit)
+
+
+@router.patch(
+    "/clinics/{clinic_id}",
+    name="clinic.update",
+    dependencies=[ADMIN],
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def update_clinic(
+    clinic_id: uuid.UUID, body: ClinicUpdate, database: DatabaseDep, audit: AuditDep
+) -> ClinicPublic:
+    """Set the clinic's default protocol, which new procedures pin when they name none."""
+    return await database.run(identity.update_clinic, clinic_id=clinic_id, data=body, audit=audit)
 
 
 @router.post(

@@ -1,16 +1,20 @@
 """Clinics and staff accounts."""
 
+import uuid
+
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api import security
-from api.errors import Conflict, FieldError, RuleViolation
+from api.errors import Conflict, FieldError, NotFound, RuleViolation
+from api.services import protocols
 from api.services.access import Principal
 from api.services.audit import Audit
 from models.identity import (
     Clinic,
     ClinicCreate,
     ClinicPublic,
+    ClinicUpdate,
     Role,
     UserAccount,
     UserCreate,
@@ -34,6 +38,28 @@ def list_clinics(session: Session, *, principal: Principal, audit: Audit) -> lis
     audit.record(session)
     session.commit()
     return clinics
+
+
+def update_clinic(
+    session: Session, *, clinic_id: uuid.UUID, data: ClinicUpdate, audit: Audit
+) -> ClinicPublic:
+    """Set the protocol the clinic's new procedures pin when they name none (null: `default`).
+    Procedures already recorded keep theirs."""
+    audit.target(resource_id=clinic_id)
+    clinic = session.get(Clinic, clinic_id, with_for_update=True)
+    if clinic is None:
+        raise NotFound("Clinic not found")
+    protocol_id = data.default_protocol_id
+    if protocol_id is not None and protocols.latest_version(session, protocol_id) is None:
+        raise RuleViolation(
+            "No such protocol",
+            errors=[FieldError("/default_protocol_id", f"no protocol '{protocol_id}'")],
+        )
+    clinic.default_protocol_id = protocol_id
+    session.add(clinic)
+    audit.record(session)
+    session.commit()
+    return ClinicPublic.model_validate(clinic, from_attributes=True)
 
 
 def _check_user_clinic(session: Session, data: UserCreate) -> None:
