@@ -57,3 +57,12 @@ def test_null_is_refused_for_not_null_fields_and_taken_for_the_rest(model: type[
         elif field.default is None:
             assert getattr(model.model_validate(base | {name: None}), name) is None
     assert model.model_validate(base).model_fields_set == set(base)
+
+
+def test_a_procedures_protocol_can_be_changed_but_not_cleared() -> None:
+    """The pinned protocol moves only by naming another version; every procedure has one."""
+    assert "protocol" in ProcedureUpdate.NOT_NULL
+    moved = ProcedureUpdate.model_validate({"protocol": {"id": "default", "version": 2}})
+    assert moved.protocol is not None
+    assert (moved.protocol.id, moved.protocol.version) == ("default", 2)
+    assert moved.model_fields_set == {"protocol"}

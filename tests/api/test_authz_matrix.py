@@ -3,11 +3,12 @@
 Rows: each (method, path) of the patient routes. Columns: the owner clinic's clinician, another
 clinic's clinician, a researcher, a patient's app token, no token, a bad token and an admin.
 A refused request (401/403/404) must change nothing and still leave its audit row. A meta-test
-fails when the app grows a patient route that has no row here.
+fails when the app grows a patient route that has no row here. The protocol routes and a
+clinic's settings, outside /v1/patients, have a matrix of their own at the end.
 """
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -18,11 +19,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel, select
 
+from api.services import protocols
 from models.audit import AuditEvent
 from models.procedure import AdverseEvent, AdverseEventKind, Procedure, Treatment
+from models.protocol import Protocol
 from tests.factories import World
 
 PROBLEM_JSON = "application/problem+json"
@@ -383,3 +386,102 @@ def test_the_matrix_covers_every_patient_route(app: FastAPI) -> None:
     assert len(in_matrix) == len(ROUTES), "a route is listed twice"
     assert in_app - in_matrix == set(), "routes without authorization rows"
     assert in_matrix - in_app == set(), "rows for routes the app does not have"
+
+
+# --- protocols and a clinic's settings: staff routes outside /v1/patients --------------------
+
+
+@dataclass(frozen=True)
+class StaffRoute:
+    method: str
+    path: str
+    allowed: frozenset[str]  # World token keys that may call it
+    ok: int = 200
+    body: Callable[[World, dict[str, Any]], Any] | None = None
+
+
+STAFF = frozenset({"admin", "clinician_a", "researcher_a"})
+STAFF_ROUTES = [
+    StaffRoute("GET", "/v1/protocols", STAFF),
+    StaffRoute("GET", "/v1/protocols/{protocol_id}", STAFF),
+    StaffRoute(
+        "POST",
+        "/v1/protocols",
+        frozenset({"admin"}),
+        201,
+        lambda _w, rules: {"id": "authz-protocol", "name": "Authz", "rules": rules},
+    ),
+    StaffRoute(
+        "PATCH",
+        "/v1/clinics/{clinic_id}",
+        frozenset({"admin"}),
+        body=lambda _w, _rules: {"default_protocol_id": "default"},
+    ),
+]
+STAFF_ACTORS = ["admin", "clinician_a", "researcher_a", "patient_a", "no_token", "bad_token"]
+
+
+@pytest.fixture
+def default_rules(engine: Engine, db: Session) -> Iterator[dict[str, Any]]:
+    """The default protocol's rules to publish; what a test published goes afterwards (the
+    suite's cleanup keeps the protocol table, its reference data)."""
+    row = db.get(Protocol, ("default", 1))
+    assert row is not None
+    db.commit()
+    yield dict(row.rules)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM protocol WHERE NOT (id = 'default' AND version = 1)"))
+    for key in [key for key in protocols._cache if key != ("default", 1)]:
+        del protocols._cache[key]
+
+
+def staff_status(route: StaffRoute, actor: str) -> int:
+    if actor in route.allowed:
+        return route.ok
+    return 401 if actor in ("no_token", "bad_token") else 403
+
+
+@pytest.mark.parametrize(
+    ("route", "actor"),
+    [
+        pytest.param(route, actor, id=f"{route.method} {route.path} as {actor}")
+        for route in STAFF_ROUTES
+        for actor in STAFF_ACTORS
+    ],
+)
+def test_staff_route_answers_each_actor(
+    client: TestClient,
+    db: Session,
+    world: World,
+    default_rules: dict[str, Any],
+    route: StaffRoute,
+    actor: str,
+) -> None:
+    path = route.path.format(protocol_id="default", clinic_id=world.clinic_a.id)
+    headers = (
+        {"Authorization": "Bearer not-a-real-token"}
+        if actor == "bad_token"
+        else world.headers(None if actor == "no_token" else actor)
+    )
+    kwargs: dict[str, Any] = {"headers": headers}
+    if route.body is not None:
+        kwargs["json"] = route.body(world, default_rules)
+    before = snapshot(db)
+    response = client.request(route.method, path, **kwargs)
+    status = staff_status(route, actor)
+    assert response.status_code == status, f"{route.method} {path} as {actor}: {response.text}"
+    if status >= 300:
+        assert response.headers["content-type"].startswith(PROBLEM_JSON)
+        assert snapshot(db) == before
+    rows = audit_rows(db, response.headers["X-Request-ID"])
+    outcome = "allowed" if status < 300 else "denied"
+    assert {(r.outcome, r.status_code) for r in rows} == {(outcome, status)}
+
+
+def test_the_staff_matrix_covers_every_protocol_and_clinic_settings_route(app: FastAPI) -> None:
+    in_app = set()
+    for route in iter_route_contexts(app.routes):
+        path = getattr(route, "path", "")
+        if path.startswith(("/v1/protocols", "/v1/clinics/")):
+            in_app |= {(m, path) for m in getattr(route, "methods", None) or () if m != "HEAD"}
+    assert in_app == {(route.method, route.path) for route in STAFF_ROUTES}

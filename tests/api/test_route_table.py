@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import iter_route_contexts
 
 from api.deps import ADMIN, RoleGuard
+from models.identity import Role
 
 PUBLIC_PATHS = frozenset(
     {
@@ -124,6 +125,32 @@ def test_operation_ids_are_the_route_names_and_unique(app: FastAPI) -> None:
     operation_ids = [operation["operationId"] for _, _, operation in _operations(app)]
     assert len(operation_ids) == len(set(operation_ids))
     assert "user.me" in operation_ids
+
+
+STAFF_ROLES = frozenset({Role.admin, Role.clinician, Role.researcher})
+# Routes whose roles are not those of a clinic's patient data: admins manage protocols and a
+# clinic's settings, and every staff role reads the protocols its procedures are measured by.
+DECLARED_ROLES = {
+    "protocol.create": frozenset({Role.admin}),
+    "protocol.list": STAFF_ROLES,
+    "protocol.read": STAFF_ROLES,
+    "clinic.update": frozenset({Role.admin}),
+}
+
+
+def _roles(context: Any) -> frozenset[Role]:
+    dependant = getattr(context, "dependant", None)
+    guards = [dep.call for dep in getattr(dependant, "dependencies", ())]
+    return frozenset(role for g in guards if isinstance(g, RoleGuard) for role in g.roles)
+
+
+def test_protocol_and_clinic_settings_routes_declare_their_roles(app: FastAPI) -> None:
+    declared = {
+        str(context.name): _roles(context)
+        for context in iter_route_contexts(app.routes)
+        if context.name in DECLARED_ROLES
+    }
+    assert declared == DECLARED_ROLES
 
 
 # --- negative controls -----------------------------------------------------------------------
