@@ -18,7 +18,7 @@ from sqlmodel import Session
 from api.config import Settings
 from api.db import Database
 from api.errors import Forbidden, NotFound, Unauthorized
-from api.services import auth, records
+from api.services import auth, records, sweep
 from api.services.access import Principal
 from api.services.audit import Audit
 from api.services.concurrency import IfMatch
@@ -161,6 +161,32 @@ async def _whole_record(request: Request, ref: PatientRef) -> Patient:
     return patient
 
 
+async def _catch_up(
+    request: Request, *, clinic_id: uuid.UUID | None = None, patient_id: uuid.UUID | None = None
+) -> None:
+    """Bring the stored progress in `scope` up to today before a read answers from it: the
+    patients whose stored evaluation the clock has overtaken (usually none, between local
+    midnight and the next periodic sweep) are swept now, in a write use-case of their own."""
+    database = _database(request)
+    due = await database.lookup(sweep.due_now, clinic_id=clinic_id, patient_id=patient_id)
+    if due:
+        await database.write(sweep.sweep_chunk, patient_ids=due)
+
+
+async def fresh_patient_progress(patient: PatientRefDep, request: Request) -> None:
+    """The patient in the path's stored progress is current today."""
+    await _catch_up(request, patient_id=patient.id)
+
+
+async def fresh_clinic_progress(principal: PrincipalDep, request: Request) -> None:
+    """The stored progress of the caller's clinic (every clinic for an admin) is current today."""
+    await _catch_up(request, clinic_id=None if principal.is_admin else principal.clinic_id)
+
+
+FreshPatientProgress = Depends(fresh_patient_progress)
+FreshClinicProgress = Depends(fresh_clinic_progress)
+
+
 async def load_patient(ref: PatientRefDep, request: Request) -> Patient:
     """The whole record of the patient in the path (access checked by `load_patient_ref`)."""
     return await _whole_record(request, ref)
@@ -180,6 +206,14 @@ async def load_me_ref(request: Request, principal: PrincipalDep) -> PatientRef:
 
 
 MeRefDep = Annotated[PatientRef, Depends(load_me_ref)]
+
+
+async def fresh_own_progress(me: MeRefDep, request: Request) -> None:
+    """The calling patient's stored progress is current today."""
+    await _catch_up(request, patient_id=me.id)
+
+
+FreshOwnProgress = Depends(fresh_own_progress)
 
 
 async def load_me(ref: MeRefDep, request: Request) -> Patient:

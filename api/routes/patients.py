@@ -6,7 +6,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from api.db import DatabaseDep
-from api.deps import CLINICAL, AuditDep, IfMatchDep, PageDep, PatientDep, PrincipalDep
+from api.deps import (
+    CLINICAL,
+    AuditDep,
+    FreshClinicProgress,
+    FreshPatientProgress,
+    IfMatchDep,
+    PageDep,
+    PatientDep,
+    PrincipalDep,
+)
 from api.errors import problem_responses
 from api.services import patients, progress
 from api.services.concurrency import etag
@@ -40,7 +49,10 @@ async def create_patient(
 
 
 @router.get(
-    "", name="patient.list", dependencies=[CLINICAL], responses=problem_responses(401, 403, 422)
+    "",
+    name="patient.list",
+    dependencies=[CLINICAL, FreshClinicProgress],
+    responses=problem_responses(401, 403, 422),
 )
 async def list_patients(
     database: DatabaseDep,
@@ -56,21 +68,22 @@ async def list_patients(
     ] = None,
 ) -> Page[PatientPublic]:
     """List the clinic's patients (all clinics for an admin), optionally searching name or MRN."""
-    return await database.run(
+    found = await database.query(
         patients.search,
         principal=principal,
-        audit=audit,
         limit=page.limit,
         cursor=page.cursor,
         q=q,
         progress_status=progress_status,
     )
+    await database.audited(audit)
+    return found
 
 
 @router.get(
     "/{patient_id}",
     name="patient.read",
-    dependencies=[CLINICAL],
+    dependencies=[CLINICAL, FreshPatientProgress],
     responses=problem_responses(401, 403, 404, 422),
 )
 async def read_patient(
@@ -78,7 +91,9 @@ async def read_patient(
 ) -> PatientPublic:
     """One patient, with an ETag for later updates."""
     response.headers["ETag"] = etag(patient.version)
-    return await database.run(patients.read, patient=patient, audit=audit)
+    found = await database.query(patients.read, patient=patient)
+    await database.audited(audit, resource_id=patient.id, patient_id=patient.id)
+    return found
 
 
 @router.patch(
@@ -117,7 +132,7 @@ async def read_candidacy(patient: PatientDep, database: DatabaseDep, audit: Audi
 @router.get(
     "/{patient_id}/progress",
     name="patient.progress",
-    dependencies=[CLINICAL],
+    dependencies=[CLINICAL, FreshPatientProgress],
     responses=problem_responses(401, 403, 404, 422),
 )
 async def read_progress(
@@ -130,6 +145,8 @@ async def read_progress(
     ] = None,
 ) -> Progress:
     """Progress against the immediate, 1-3 month and 6-12+ month milestones, on one procedure's clock."""
-    return await database.run(
-        progress.for_patient, patient=patient, procedure_id=procedure_id, as_of=as_of, audit=audit
+    found = await database.query(
+        progress.for_patient, patient=patient, procedure_id=procedure_id, as_of=as_of
     )
+    await database.audited(audit, resource_id=patient.id, patient_id=patient.id)
+    return found

@@ -1,23 +1,24 @@
 """Patients: registration, lookup, search and updates."""
 
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlmodel.sql.expression import Select
 
 from api.clinical import candidacy
 from api.errors import Conflict, FieldError, RuleViolation
-from api.services import progress, progress_store, symptom_logs
+from api.services import progress_store
 from api.services.access import Principal
 from api.services.audit import Audit
 from api.services.concurrency import IfMatch
 from api.services.pagination import Cursor, decode_cursor, encode_cursor
 from models.base import utc_now
+from models.evaluation import PatientProgress
 from models.identity import Clinic
 from models.page import Page
 from models.patient import (
@@ -29,7 +30,7 @@ from models.patient import (
     ProgressStatus,
     Screening,
 )
-from models.procedure import Procedure
+from models.symptom_log import Alert, AlertStatus
 
 # The patient fields the milestone engine reads (age, health factors, today's date).
 EVALUATION_INPUTS = frozenset({"birth_date", "comorbidities", "smoker", "timezone"})
@@ -105,10 +106,10 @@ def create(session: Session, *, data: PatientCreate, by: Principal, audit: Audit
     return to_public(patient)
 
 
-def read(session: Session, *, patient: Patient, audit: Audit) -> PatientPublic:
+def read(session: Session, *, patient: Patient) -> PatientPublic:
+    """One patient with today's progress_status and open alerts (a read-only use-case: the route
+    writes the audit row)."""
     [public] = with_progress(session, [patient])
-    audit.record(session, resource_id=patient.id, patient_id=patient.id)
-    session.commit()
     return public
 
 
@@ -116,88 +117,92 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _matching(principal: Principal, q: str | None) -> SelectOfScalar[Patient]:
-    query = select(Patient)
+_OPEN_ALERTS = (
+    select(func.count(col(Alert.id)))
+    .where(Alert.patient_id == Patient.id, Alert.status == AlertStatus.open)
+    .correlate(Patient)
+    .scalar_subquery()
+)
+
+
+_Listing = Select[Patient, str, Any, datetime]
+
+
+def _matching(
+    principal: Principal, q: str | None, progress_status: ProgressStatus | None
+) -> _Listing:
+    """The caller's patients with their stored progress_status and open alert count, in
+    registration order: with a status filter, one range of a patient_progress index."""
+    query = select(
+        Patient,
+        PatientProgress.progress_status,
+        _OPEN_ALERTS,
+        PatientProgress.patient_created_at,
+    ).join(PatientProgress, col(PatientProgress.patient_id) == Patient.id)
     if not principal.is_admin:
-        query = query.where(Patient.clinic_id == principal.clinic_id)
+        query = query.where(PatientProgress.clinic_id == principal.clinic_id)
+    if progress_status is not None:
+        query = query.where(PatientProgress.progress_status == progress_status.value)
     if q:
         pattern = f"%{_escape_like(q.lower())}%"
         columns = (Patient.given_name, Patient.family_name, Patient.mrn)
         query = query.where(or_(*(func.lower(c).like(pattern, escape="\\") for c in columns)))
-    return query
+    return query.order_by(col(PatientProgress.patient_created_at), col(PatientProgress.patient_id))
 
 
-def _after(query: SelectOfScalar[Patient], cursor: Cursor | None) -> SelectOfScalar[Patient]:
+def _after(query: _Listing, cursor: Cursor | None) -> _Listing:
     if cursor is None:
         return query
     at, last = cursor.as_instant(), cursor.key_uuid()
     return query.where(
         or_(
-            col(Patient.created_at) > at,
-            and_(col(Patient.created_at) == at, col(Patient.id) > last),
+            col(PatientProgress.patient_created_at) > at,
+            and_(
+                col(PatientProgress.patient_created_at) == at,
+                col(PatientProgress.patient_id) > last,
+            ),
         )
     )
 
 
+def _public(patient: Patient, status: str, alerts: int) -> PatientPublic:
+    # model_copy does not validate: convert, or the response is serialised from a str.
+    return to_public(patient).model_copy(
+        update={"progress_status": ProgressStatus(status), "open_alerts": alerts}
+    )
+
+
 def with_progress(session: Session, rows: Sequence[Patient]) -> list[PatientPublic]:
-    """Public patients with their current progress_status and open alert count (3 queries)."""
+    """Public patients with their stored progress_status and open alert count (one query)."""
     ids = [p.id for p in rows]
-    alerts = progress.open_alert_counts(session, ids)
-    procedures: dict[uuid.UUID, list[Procedure]] = defaultdict(list)
-    for procedure in session.exec(
-        select(Procedure)
-        .where(col(Procedure.patient_id).in_(ids))
-        .order_by(col(Procedure.performed_on), col(Procedure.id))
-    ):
-        procedures[procedure.patient_id].append(procedure)
-    logs = symptom_logs.effective_logs_of(session, [p.id for p in rows if procedures[p.id]])
-    return [
-        to_public(p).model_copy(
-            update={
-                # model_copy does not validate: convert, or the response is serialised from a str.
-                "progress_status": ProgressStatus(
-                    progress.status_of(
-                        session, patient=p, procedures=procedures[p.id], logs=logs.get(p.id, [])
-                    )
-                ),
-                "open_alerts": alerts.get(p.id, 0),
-            }
+    found = {
+        patient.id: (status, alerts)
+        for patient, status, alerts in session.exec(
+            select(Patient, PatientProgress.progress_status, _OPEN_ALERTS)
+            .join(PatientProgress, col(PatientProgress.patient_id) == Patient.id)
+            .where(col(Patient.id).in_(ids))
         )
-        for p in rows
-    ]
+    }
+    return [_public(p, *found.get(p.id, ("pending", 0))) for p in rows]
 
 
 def search(
     session: Session,
     *,
     principal: Principal,
-    audit: Audit,
     limit: int,
     cursor: str | None,
     q: str | None,
     progress_status: ProgressStatus | None = None,
 ) -> Page[PatientPublic]:
-    """A page of patients in registration order; a progress_status filter scans until it is full."""
-    query = _matching(principal, q).order_by(col(Patient.created_at), col(Patient.id))
-    after = decode_cursor(cursor)
-    found: list[PatientPublic] = []
-    batch = limit + 1 if progress_status is None else 200
-    while len(found) <= limit:
-        rows = list(session.exec(_after(query, after).limit(batch)))
-        found += [
-            p
-            for p in with_progress(session, rows)
-            if progress_status is None or p.progress_status == progress_status
-        ]
-        if len(rows) < batch:
-            break
-        after = Cursor.at_instant(rows[-1].created_at, str(rows[-1].id))
-    audit.record(session)
-    session.commit()
-    more, items = len(found) > limit, found[:limit]
-    next_cursor = (
-        encode_cursor(Cursor.at_instant(items[-1].created_at, str(items[-1].id))) if more else None
-    )
+    """A page of the caller's patients in registration order, optionally searched by name or
+    MRN and filtered by stored progress_status (a read-only use-case)."""
+    query = _after(_matching(principal, q, progress_status), decode_cursor(cursor))
+    rows = session.exec(query.limit(limit + 1)).all()
+    items = [_public(patient, status, alerts) for patient, status, alerts, _ in rows[:limit]]
+    # The cursor holds the sort key as the index has it (patient_progress's copy).
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = encode_cursor(Cursor.at_instant(last[3], str(last[0].id))) if last else None
     return Page[PatientPublic](items=items, next_cursor=next_cursor)
 
 

@@ -1,4 +1,12 @@
-"""A patient's progress on one procedure's clock: gather the data, run the milestone engine."""
+"""A patient's progress on one procedure's clock (API.md §Progress against milestones).
+
+Today's progress is read from the stored evaluations (api/services/progress_store.py), which
+every write and the clock sweep keep equal to the engine's report; a report for another date
+(`as_of`), or a stored row that the clock has overtaken, is computed by the engine from the
+records. Both give the same `Progress` (tests/api/test_progress_store.py checks it).
+
+These are read-only use-cases (`Database.query`): the route writes the audit row.
+"""
 
 import uuid
 from collections.abc import Sequence
@@ -6,17 +14,15 @@ from dataclasses import asdict
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, bindparam, func, select
+from sqlmodel import Session
 
-from api.clinical import baseline as baseline_rules
-from api.clinical import milestones, schedule
-from api.clinical.clock import ProcedureDate, index_procedure, today_in
+from api.clinical.clock import today_in
+from api.clinical.evaluation import Evaluation, ProcedureFacts
 from api.errors import NotFound
-from api.services import protocols, symptom_logs
-from api.services.audit import Audit
+from api.services import progress_store
+from api.services.alerts import ALERT
 from models.patient import Patient
-from models.procedure import Procedure
 from models.progress import (
     BaselineOut,
     FactorOut,
@@ -28,221 +34,193 @@ from models.progress import (
     Progress,
     ProtocolVersion,
 )
-from models.symptom_log import Alert, AlertStatus, SymptomLog
+from models.symptom_log import AlertStatus
 
 CAVEAT = (
     "Milestones compare the patient with their own baseline. They do not show that a "
     "treatment works: in trials, patients given saline also improve."
 )
+PROCEDURE_EVALUATION = progress_store.PROCEDURE_EVALUATION
+MILESTONE_EVALUATION = progress_store.MILESTONE_EVALUATION
+
+_OPEN_ALERTS = select(func.count()).where(
+    ALERT.c.patient_id == bindparam("patient_id"), ALERT.c.status == AlertStatus.open
+)
+_STORED = select(PROCEDURE_EVALUATION).where(
+    PROCEDURE_EVALUATION.c.procedure_id == bindparam("procedure_id")
+)
+_STORED_MILESTONES = (
+    select(MILESTONE_EVALUATION)
+    .where(MILESTONE_EVALUATION.c.procedure_id == bindparam("procedure_id"))
+    .order_by(MILESTONE_EVALUATION.c.position)
+)
 
 
-def open_alert_counts(session: Session, patient_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-    if not patient_ids:
-        return {}
-    rows = session.exec(
-        select(Alert.patient_id, func.count())
-        .where(col(Alert.patient_id).in_(patient_ids), Alert.status == AlertStatus.open)
-        .group_by(col(Alert.patient_id))
-    ).all()
-    return dict(rows)
+def open_alerts(connection: Connection, patient_id: uuid.UUID) -> int:
+    return int(connection.execute(_OPEN_ALERTS, {"patient_id": patient_id}).scalar_one())
 
 
-def _clock(
-    procedure: Procedure, procedures: Sequence[Procedure], logs: Sequence[SymptomLog], as_of: date
-) -> tuple[list[milestones.ClockLog], list[baseline_rules.LogPoint]]:
-    """Logs on this procedure's clock (its index-procedure logs) and all logs for the baseline."""
-    dates = [ProcedureDate(p.id, p.performed_on) for p in procedures]
-    window, points = [], []
-    for log in logs:
-        if log.local_date > as_of:
-            continue
-        day = (log.local_date - procedure.performed_on).days
-        points.append(
-            baseline_rules.LogPoint(
-                day=day, pain=log.pain, leg_pain=log.leg_pain, mobility=log.mobility, odi=log.odi
-            )
-        )
-        if index_procedure(dates, log.local_date)[0] == procedure.id:
-            window.append(
-                milestones.ClockLog(
-                    day=day,
-                    pain=log.pain,
-                    leg_pain=log.leg_pain,
-                    mobility=log.mobility,
-                    odi=log.odi,
-                    side_effects=tuple(log.side_effects),
-                    red_flags=tuple(log.red_flags),
-                )
-            )
-    return window, points
-
-
-def _explicit(procedure: Procedure) -> dict[str, float | None]:
-    return {
-        "pain": procedure.baseline_pain,
-        "leg_pain": procedure.baseline_leg_pain,
-        "mobility": procedure.baseline_mobility,
-        "odi": procedure.baseline_odi,
-    }
-
-
-def _factors(patient: Patient, procedure: Procedure, rules: dict[str, Any]) -> list[FactorOut]:
-    factors = []
-    age = milestones.age_on(patient.birth_date, procedure.performed_on)
-    if age >= rules["factors"]["age_moderate_from_years"]:
-        factors.append(
-            FactorOut(
-                factor="age",
-                impact="moderate",
-                message=f"aged {age} at the procedure: older patients may have slower recovery times",
-            )
-        )
-    if patient.comorbidities or patient.smoker:
-        health = list(patient.comorbidities) + (["smoking"] if patient.smoker else [])
-        factors.append(
-            FactorOut(
-                factor="overall_health",
-                impact="significant",
-                message=f"{', '.join(health)}: other health issues can slow healing",
-            )
-        )
-    method = procedure.treatment.value + (
-        f" ({procedure.cell_source.value})" if procedure.cell_source else ""
-    )
-    factors.append(
-        FactorOut(
-            factor="treatment_protocol",
-            impact="significant",
-            message=f"{method}, protocol {procedure.protocol_id} v{procedure.protocol_version}: "
-            "the specific methods and amounts used in therapy",
-        )
-    )
-    return factors
-
-
-def evaluate(
-    session: Session,
-    *,
-    patient: Patient,
-    procedures: Sequence[Procedure],
-    logs: Sequence[SymptomLog],
-    procedure: Procedure,
-    as_of: date,
-    open_alerts: int,
+def for_patient(
+    session: Session, *, patient: Patient, procedure_id: uuid.UUID | None, as_of: date | None
 ) -> Progress:
-    rules = protocols.rules(session, procedure.protocol_id, procedure.protocol_version)
-    window, points = _clock(procedure, procedures, logs, as_of)
-    base = baseline_rules.compute(_explicit(procedure), points, rules)
-    day_now = (as_of - procedure.performed_on).days
-    results = milestones.evaluate(rules=rules, logs=window, baseline=base, day_now=day_now)
-    current = milestones.current_milestone(results)
-    newest = max((log.day for log in window), default=None)
-    next_day = schedule.next_check_in(rules, day_now=day_now, newest_log_day=newest)
+    """The progress report of a procedure (default: the latest) on `as_of` (default: today in
+    the patient's time zone). Raises NotFound for a procedure that is not the patient's."""
+    connection = session.connection()
+    procedures = progress_store.procedure_facts(connection, patient.id)
+    chosen = _chosen(procedures, procedure_id)
+    today = today_in(patient.timezone)
+    as_of = as_of or today
+    alerts = open_alerts(connection, patient.id)
+    if chosen is None:
+        return _no_procedure(patient.id, as_of, alerts)
+    if as_of == today and (stored := stored_progress(connection, chosen, today, alerts)):
+        return stored.model_copy(update={"patient_id": patient.id})
+    row = progress_store.patient_row(connection, patient.id)
+    assert row is not None
+    [result] = [
+        e
+        for e in progress_store.evaluate_patient(connection, row, as_of=as_of)
+        if e.procedure.id == chosen.id
+    ]
+    return from_evaluation(patient.id, result, alerts)
+
+
+def _chosen(
+    procedures: Sequence[ProcedureFacts], procedure_id: uuid.UUID | None
+) -> ProcedureFacts | None:
+    if procedure_id is None:
+        return procedures[-1] if procedures else None
+    chosen = next((p for p in procedures if p.id == procedure_id), None)
+    if chosen is None:
+        raise NotFound("Procedure not found for this patient")
+    return chosen
+
+
+def _no_procedure(patient_id: uuid.UUID, as_of: date, alerts: int) -> Progress:
     return Progress(
-        patient_id=patient.id,
-        procedure=ProcedureRef(
-            id=procedure.id, performed_on=procedure.performed_on, treatment=procedure.treatment
-        ),
+        patient_id=patient_id,
+        procedure=None,
         as_of=as_of,
-        day=day_now,
-        protocol=ProtocolVersion(id=procedure.protocol_id, version=procedure.protocol_version),
-        baseline=BaselineOut(**base.values, n_logs=base.n_logs, source=base.source)
-        if base
-        else None,
-        milestones=[_milestone_out(r) for r in results],
-        current_milestone=current.key if current else None,
-        factors=_factors(patient, procedure, rules),
-        next_check_in=NextCheckIn(
-            due_on=procedure.performed_on + timedelta(days=next_day), day=next_day
-        )
-        if next_day is not None
-        else None,
-        open_alerts=open_alerts,
+        day=None,
+        protocol=None,
+        baseline=None,
+        milestones=[],
+        current_milestone=None,
+        factors=[],
+        next_check_in=None,
+        open_alerts=alerts,
         caveat=CAVEAT,
     )
 
 
-def _milestone_out(result: milestones.MilestoneResult) -> MilestoneOut:
+def _procedure_ref(procedure: ProcedureFacts) -> ProcedureRef:
+    return ProcedureRef.model_validate(
+        {
+            "id": procedure.id,
+            "performed_on": procedure.performed_on,
+            "treatment": procedure.treatment,
+        }
+    )
+
+
+def _next_check_in(performed_on: date, day: int | None) -> NextCheckIn | None:
+    return None if day is None else NextCheckIn(due_on=performed_on + timedelta(days=day), day=day)
+
+
+def from_evaluation(patient_id: uuid.UUID, result: Evaluation, alerts: int) -> Progress:
+    """The API's report of an evaluation made by the engine."""
+    procedure, base = result.procedure, result.baseline
+    return Progress(
+        patient_id=patient_id,
+        procedure=_procedure_ref(procedure),
+        as_of=result.as_of,
+        day=result.day_now,
+        protocol=ProtocolVersion(id=procedure.protocol_id, version=procedure.protocol_version),
+        baseline=BaselineOut(**base.values, n_logs=base.n_logs, source=base.source)
+        if base
+        else None,
+        milestones=[
+            MilestoneOut(
+                key=m.key,
+                label=m.label,
+                start_day=m.start_day,
+                end_day=m.end_day,
+                state=m.state,
+                status=m.status,
+                expected=m.expected,
+                observed=ObservedOut(**asdict(m.observed)),
+                substantial=m.substantial,
+                findings=[FindingOut(code=f.code, message=f.message) for f in m.findings],
+            )
+            for m in result.milestones
+        ],
+        current_milestone=result.current_milestone,
+        factors=[
+            FactorOut(factor=f.factor, impact=f.impact, message=f.message) for f in result.factors
+        ],
+        next_check_in=_next_check_in(procedure.performed_on, result.next_check_in_day),
+        open_alerts=alerts,
+        caveat=CAVEAT,
+    )
+
+
+def stored_progress(
+    connection: Connection, procedure: ProcedureFacts, today: date, alerts: int
+) -> Progress | None:
+    """Today's report from the stored evaluation, or None when there is none that is still
+    valid today (the clock has overtaken it)."""
+    row = connection.execute(_STORED, {"procedure_id": procedure.id}).first()
+    if row is None or row.as_of > today or (row.next_change_on and row.next_change_on <= today):
+        return None
+    milestones = connection.execute(_STORED_MILESTONES, {"procedure_id": procedure.id}).all()
+    return Progress(
+        patient_id=row.patient_id,
+        procedure=_procedure_ref(procedure),
+        as_of=today,
+        day=(today - procedure.performed_on).days,
+        protocol=ProtocolVersion(id=row.protocol_id, version=row.protocol_version),
+        baseline=_stored_baseline(row),
+        milestones=[_stored_milestone(m) for m in milestones],
+        current_milestone=row.current_milestone,
+        factors=[FactorOut.model_validate(f) for f in row.factors],
+        next_check_in=_next_check_in(procedure.performed_on, row.next_check_in_day),
+        open_alerts=alerts,
+        caveat=CAVEAT,
+    )
+
+
+def _stored_baseline(row: Any) -> BaselineOut | None:
+    if row.baseline_source is None:
+        return None
+    return BaselineOut(
+        pain=row.baseline_pain,
+        leg_pain=row.baseline_leg_pain,
+        mobility=row.baseline_mobility,
+        odi=row.baseline_odi,
+        n_logs=row.baseline_n_logs,
+        source=row.baseline_source,
+    )
+
+
+def _stored_milestone(row: Any) -> MilestoneOut:
     return MilestoneOut(
-        key=result.key,
-        label=result.label,
-        start_day=result.start_day,
-        end_day=result.end_day,
-        state=result.state,
-        status=result.status,
-        expected=result.expected,
-        observed=ObservedOut(**asdict(result.observed)),
-        substantial=result.substantial,
-        findings=[FindingOut(code=f.code, message=f.message) for f in result.findings],
+        key=row.key,
+        label=row.label,
+        start_day=row.start_day,
+        end_day=row.end_day,
+        state=row.state,
+        status=row.status,
+        expected=row.expected,
+        observed=ObservedOut(
+            n_logs=row.n_logs,
+            pain=row.pain,
+            pain_change=row.pain_change,
+            pain_change_pct=row.pain_change_pct,
+            mobility=row.mobility,
+            mobility_change=row.mobility_change,
+            odi=row.odi,
+            odi_change=row.odi_change,
+        ),
+        substantial=row.substantial,
+        findings=[FindingOut.model_validate(f) for f in row.findings],
     )
-
-
-def for_patient(
-    session: Session,
-    *,
-    patient: Patient,
-    procedure_id: uuid.UUID | None,
-    as_of: date | None,
-    audit: Audit,
-) -> Progress:
-    procedures = symptom_logs.procedures_of(session, patient.id)
-    as_of = as_of or today_in(patient.timezone)
-    open_alerts = open_alert_counts(session, [patient.id]).get(patient.id, 0)
-    if procedure_id is not None:
-        chosen = next((p for p in procedures if p.id == procedure_id), None)
-        if chosen is None:
-            raise NotFound("Procedure not found for this patient")
-    else:
-        chosen = procedures[-1] if procedures else None
-    if chosen is None:
-        result = Progress(
-            patient_id=patient.id,
-            procedure=None,
-            as_of=as_of,
-            day=None,
-            protocol=None,
-            baseline=None,
-            milestones=[],
-            current_milestone=None,
-            factors=[],
-            next_check_in=None,
-            open_alerts=open_alerts,
-            caveat=CAVEAT,
-        )
-    else:
-        logs = symptom_logs.effective_logs(session, patient.id)
-        result = evaluate(
-            session,
-            patient=patient,
-            procedures=procedures,
-            logs=logs,
-            procedure=chosen,
-            as_of=as_of,
-            open_alerts=open_alerts,
-        )
-    audit.record(session, resource_id=patient.id, patient_id=patient.id)
-    session.commit()
-    return result
-
-
-def status_of(
-    session: Session,
-    *,
-    patient: Patient,
-    procedures: Sequence[Procedure],
-    logs: Sequence[SymptomLog],
-) -> str:
-    """The patient's progress_status today: the current milestone's status of the latest procedure."""
-    if not procedures:
-        return "pending"
-    progress = evaluate(
-        session,
-        patient=patient,
-        procedures=procedures,
-        logs=logs,
-        procedure=procedures[-1],
-        as_of=today_in(patient.timezone),
-        open_alerts=0,
-    )
-    current = next((m for m in progress.milestones if m.key == progress.current_milestone), None)
-    return current.status if current else "pending"

@@ -182,3 +182,30 @@ def log_counts(counts: SweepCounts, seconds: float) -> None:
         counts.evaluated,
         counts.alerts or "none",
     )
+
+
+_DUE_IN_SCOPE = (
+    select(PROGRESS.c.patient_id, PROGRESS.c.next_change_on, PATIENT.c.timezone)
+    .join(PATIENT, PATIENT.c.id == PROGRESS.c.patient_id)
+    .where(PROGRESS.c.next_change_on <= bindparam("until", type_=PROGRESS.c.next_change_on.type))
+)
+
+
+def due_now(
+    connection: Connection,
+    *,
+    clinic_id: uuid.UUID | None = None,
+    patient_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> list[uuid.UUID]:
+    """The patients (of a clinic, or one patient; all by default) whose stored progress the
+    clock has overtaken today in their own time zone: a read checks this first, so that it
+    never answers from a row the sweep has not reached yet."""
+    now = now or datetime.now(UTC)
+    query = _DUE_IN_SCOPE
+    if clinic_id is not None:
+        query = query.where(PROGRESS.c.clinic_id == clinic_id)
+    if patient_id is not None:
+        query = query.where(PROGRESS.c.patient_id == patient_id)
+    rows = connection.execute(query, {"until": now.date() + _AHEAD})
+    return [row.patient_id for row in rows if row.next_change_on <= today_in(row.timezone, now=now)]
