@@ -202,11 +202,20 @@ class Refreshed:
 
 
 def refresh(
-    connection: Connection, *, patient_id: uuid.UUID, today: date | None = None
+    connection: Connection,
+    *,
+    patient_id: uuid.UUID,
+    today: date | None = None,
+    raise_missed: bool = False,
 ) -> Refreshed | None:
     """Evaluate the patient's procedures on `today` (default: today in the patient's time zone),
     raise the alerts the results call for, and rewrite the stored rows. None when the patient
-    does not exist. Does not commit: the caller's transaction holds it with the change."""
+    does not exist. Does not commit: the caller's transaction holds it with the change.
+
+    `missed_check_in` is the clock's alert: only the sweep raises it (`raise_missed`). A write
+    that finds check-ins missed leaves the patient due today instead, so the next sweep (or the
+    next read, which sweeps what is due first) raises it if no log has come by then. A
+    procedure recorded late, before the app has synced its backlog, so raises nothing."""
     patient = patient_row(connection, patient_id)
     if patient is None:
         return None
@@ -220,10 +229,13 @@ def refresh(
     procedure_rows, milestone_rows, raised = [], [], []
     for result in results:
         covered_before = covered.get(result.procedure.id)
-        through = _raise_missed(connection, patient, result, covered_before)
-        if through != covered_before:
+        row = _procedure_row(patient, result, covered_before, now)
+        if result.missed is not None and raise_missed:
+            row["missed_alerted_through_day"] = _raise_missed(connection, patient, result)
             raised.append(AlertKind.missed_check_in.value)
-        procedure_rows.append(_procedure_row(patient, result, through, now))
+        elif result.missed is not None:
+            row["next_change_on"] = as_of  # due now: the sweep raises it
+        procedure_rows.append(row)
         rows, closings = _milestone_rows(connection, patient, result, alerted)
         milestone_rows += rows
         raised += [AlertKind.milestone_not_met.value] * closings
@@ -233,13 +245,10 @@ def refresh(
     return Refreshed(current.progress_status if current else "pending", raised)
 
 
-def _raise_missed(
-    connection: Connection, patient: PatientRow, result: Evaluation, covered: int | None
-) -> int | None:
-    """Raise a missed_check_in alert for newly missed check-ins; the day now covered."""
+def _raise_missed(connection: Connection, patient: PatientRow, result: Evaluation) -> int:
+    """Raise a missed_check_in alert for newly missed check-ins; the last day it covers."""
     missed = result.missed
-    if missed is None:
-        return covered
+    assert missed is not None
     performed_on = result.procedure.performed_on
     alerts.raise_alert(
         connection,

@@ -105,7 +105,9 @@ def sweep_chunk(
         today = _today_if_due(connection, patient_id, now)
         if today is None and not force:
             continue
-        refreshed = progress_store.refresh(connection, patient_id=patient_id, today=today)
+        refreshed = progress_store.refresh(
+            connection, patient_id=patient_id, today=today, raise_missed=True
+        )
         counts.evaluated += 1
         for kind in refreshed.raised if refreshed else ():
             counts.alerts[kind] = counts.alerts.get(kind, 0) + 1
