@@ -1,0 +1,106 @@
+"""The stored progress equals the engine's report (issue 9): the patient list's progress_status
+and today's progress read come from the store, and each must be what the milestone engine says
+when it computes everything from the records."""
+
+import uuid
+from datetime import date, timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from api.clinical.clock import today_in
+from api.config import Settings
+from api.services import progress, progress_store
+from models.evaluation import PatientProgress, ProcedureEvaluation
+from tests.api.test_progress import (
+    EXPECTED,
+    _clinic_in_every_state,
+    _list,
+    add_log,
+    add_procedure,
+    fresh_patient,
+    read_progress,
+)
+from tests.factories import World
+
+
+def engine_report(engine: Engine, patient_id: uuid.UUID) -> dict[str, Any]:
+    """Today's report of the patient's latest procedure, computed by the engine from scratch."""
+    with engine.connect() as connection:
+        patient = progress_store.patient_row(connection, patient_id)
+        assert patient is not None
+        results = progress_store.evaluate_patient(
+            connection, patient, as_of=today_in(patient.timezone)
+        )
+        alerts = progress.open_alerts(connection, patient_id)
+    report = progress.from_evaluation(patient_id, results[-1], alerts)
+    return report.model_dump(mode="json")
+
+
+def test_every_listed_status_equals_the_engine(
+    client: TestClient, world: World, db: Session, settings: Settings, engine: Engine
+) -> None:
+    made = _clinic_in_every_state(client, world, db, settings)
+    listed = {item["id"]: item["progress_status"] for item in _list(client, world)}
+    for name, patient_id in made.items():
+        if name == "no_procedure":
+            assert listed[str(patient_id)] == "pending"
+            continue
+        expected = engine_report(engine, patient_id)
+        current = next(
+            m for m in expected["milestones"] if m["key"] == expected["current_milestone"]
+        )
+        assert listed[str(patient_id)] == current["status"] == EXPECTED[name], name
+
+
+def test_todays_progress_read_from_the_store_equals_the_engine(
+    client: TestClient, world: World, db: Session, settings: Settings, engine: Engine
+) -> None:
+    made = _clinic_in_every_state(client, world, db, settings)
+    for name, patient_id in made.items():
+        if name == "no_procedure":
+            continue
+        served = read_progress(client, world, patient_id)
+        assert served == engine_report(engine, patient_id), name
+
+
+def test_a_stored_row_overtaken_by_the_clock_is_never_served(
+    client: TestClient, world: World, db: Session, settings: Settings, engine: Engine
+) -> None:
+    """A row stored as of 40 days ago (a window has since opened and closed) is re-evaluated
+    before a read answers: the list and the progress read say what the engine says today."""
+    patient, headers = fresh_patient(db, settings, world)
+    today = today_in("Europe/Berlin")
+    add_procedure(client, world, patient.id, today - timedelta(days=100), baseline={"pain": 6})
+    add_log(client, headers, today - timedelta(days=60), 6)
+    add_log(client, headers, today - timedelta(days=50), 6)
+    with engine.begin() as connection:
+        progress_store.refresh(connection, patient_id=patient.id, today=today - timedelta(days=40))
+    stale = db.exec(select(PatientProgress).where(PatientProgress.patient_id == patient.id)).one()
+    db.commit()
+    assert (stale.current_milestone, stale.progress_status) == ("short_term", "behind")
+
+    listed = {i["id"]: i["progress_status"] for i in _list(client, world)}
+    assert listed[str(patient.id)] == "not_met"
+    assert read_progress(client, world, patient.id) == engine_report(engine, patient.id)
+
+
+def test_changing_the_birth_date_rewrites_the_stored_age_factor(
+    client: TestClient, world: World, db: Session, settings: Settings, engine: Engine
+) -> None:
+    patient, _ = fresh_patient(db, settings, world, birth_date=date(1970, 1, 1))
+    procedure = add_procedure(client, world, patient.id, today_in("Europe/Berlin"))
+    etag = client.get(f"/v1/patients/{patient.id}", headers=world.headers("clinician_a"))
+    response = client.patch(
+        f"/v1/patients/{patient.id}",
+        json={"birth_date": "1940-01-01"},
+        headers=world.headers("clinician_a") | {"If-Match": etag.headers["ETag"]},
+    )
+    assert response.status_code == 200, response.text
+    stored = db.get_one(ProcedureEvaluation, uuid.UUID(procedure["id"]))
+    db.commit()
+    assert stored.age_at_procedure == today_in("Europe/Berlin").year - 1940  # born on 1 January
+    assert "age" in {f["factor"] for f in stored.factors}
+    assert read_progress(client, world, patient.id) == engine_report(engine, patient.id)
