@@ -77,6 +77,8 @@ class Progress(BaseModel):
     baseline: BaselineOut | None
     milestones: list[MilestoneOut]
     current_milestone: str | None
+    # The patient's view only (GET /v1/me/progress): what the article says to expect now.
+    expect_now: str | None = None
     factors: list[FactorOut]
     next_check_in: NextCheckIn | None
     open_alerts: int

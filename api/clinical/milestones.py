@@ -15,6 +15,27 @@ from api.clinical.baseline import Baseline
 
 IMMEDIATE_SIDE_EFFECTS_KEY = "soreness_persisting"
 
+# What each finding says, with the numbers (API.md §Progress against milestones). The fields
+# are the finding's facts: api/clinical/wording.py reads them back to word them for the patient.
+MESSAGES = {
+    "red_flag": "red flags reported: {flags}; get medical help right away",
+    "pain_flare": "pain at least {rise} points above baseline in {n} check-ins on days {start}-{end}",
+    "soreness_persisting": "injection-site {effects} still reported on day {day} or later",
+    "pain_not_improved": (
+        "pain {observed} vs baseline {baseline}; improved means a {change} of {points} points "
+        "or {percent} % (to {target} or {bound})"
+    ),
+    "mobility_worse": (
+        "mobility {observed} vs baseline {baseline}; worse means a {change} of {points} points "
+        "(to {target} or {bound})"
+    ),
+    "too_few_logs": "{n} {logs} in days {start}-{end}; at least {needed} needed",
+    "no_baseline": (
+        "no baseline pain: needs check-ins in the {reach} days before the procedure "
+        "(days {low} to {high}) or an explicit baseline on the procedure"
+    ),
+}
+
 
 @dataclass(frozen=True)
 class ClockLog:
@@ -33,6 +54,14 @@ class ClockLog:
 class Finding:
     code: str
     message: str
+
+
+def finding(code: str, **facts: object) -> Finding:
+    return Finding(code, MESSAGES[code].format(**facts))
+
+
+def one_decimal(value: float) -> str:
+    return f"{value:.1f}"
 
 
 @dataclass
@@ -121,11 +150,7 @@ def _red_flag_findings(logs: Sequence[ClockLog]) -> list[Finding]:
     flags = sorted({flag for log in logs for flag in log.red_flags})
     if not flags:
         return []
-    return [
-        Finding(
-            "red_flag", "red flags reported: " + ", ".join(flags) + "; get medical help right away"
-        )
-    ]
+    return [finding("red_flag", flags=", ".join(flags))]
 
 
 def immediate_findings(
@@ -143,10 +168,12 @@ def immediate_findings(
         ]
         if len(flares) >= flare["min_logs"]:
             findings.append(
-                Finding(
+                finding(
                     "pain_flare",
-                    f"pain at least {flare['rise_points']} points above baseline in "
-                    f"{len(flares)} check-ins on days {flare['from_day']}-{flare['to_day']}",
+                    rise=flare["rise_points"],
+                    n=len(flares),
+                    start=flare["from_day"],
+                    end=flare["to_day"],
                 )
             )
     sore = spec["soreness_persisting"]
@@ -161,11 +188,10 @@ def immediate_findings(
     )
     if late:
         findings.append(
-            Finding(
+            finding(
                 "soreness_persisting",
-                "injection-site "
-                + ", ".join(late).replace("_", " ")
-                + f" still reported on day {sore['from_day']} or later",
+                effects=", ".join(late).replace("_", " "),
+                day=sore["from_day"],
             )
         )
     return findings
@@ -193,6 +219,112 @@ def criteria_met(rules: dict[str, Any], observed: Observed, baseline: Baseline) 
     if observed.mobility is None or base_mobility is None:
         return True
     return not worse(metrics["mobility"], observed.mobility, base_mobility)
+
+
+def _as_given(threshold: float) -> str:
+    """A protocol's threshold as it gives it: 2, 30, 1.5."""
+    return f"{threshold:g}"
+
+
+def _moved(metric: dict[str, Any], base: float, step: float, *, better: bool) -> dict[str, str]:
+    """The score `step` points from `base` toward better (or worse), within the metric's range:
+    the nearest one-decimal score that the rule counts. The check allows for floating point,
+    in which 6 - 4.2 is 1.7999999999999998, just short of 30 % of 6."""
+    low, high = metric["range"]
+    down = (metric["better"] == "lower") == better
+    tick = -0.1 if down else 0.1
+    target = round(min(high, max(low, base - step if down else base + step)), 1)
+    rule = improved if better else worse
+    while not rule(metric, target + tick * 1e-6, base) and low <= target + tick <= high:
+        target = round(target + tick, 1)
+    if down:
+        return {"change": "drop", "target": one_decimal(target), "bound": "less"}
+    return {"change": "rise", "target": one_decimal(target), "bound": "more"}
+
+
+def _mcid_step(metric: dict[str, Any], base: float) -> float:
+    """The least change that counts as improved: the points rule or, for a baseline above 0,
+    the percent rule, whichever asks for less."""
+    points: float = metric["improved_points"]
+    return min(points, metric["improved_percent"] * base / 100) if base > 0 else points
+
+
+def _pain_not_improved(metric: dict[str, Any], observed: float, base: float) -> Finding:
+    return finding(
+        "pain_not_improved",
+        observed=one_decimal(observed),
+        baseline=one_decimal(base),
+        points=_as_given(metric["improved_points"]),
+        percent=_as_given(metric["improved_percent"]),
+        **_moved(metric, base, _mcid_step(metric, base), better=True),
+    )
+
+
+def _mobility_worse(metric: dict[str, Any], observed: float, base: float) -> Finding:
+    return finding(
+        "mobility_worse",
+        observed=one_decimal(observed),
+        baseline=one_decimal(base),
+        points=_as_given(metric["worse_points"]),
+        **_moved(metric, base, metric["worse_points"], better=False),
+    )
+
+
+def _too_few_logs(spec: dict[str, Any], n_logs: int, needed: int) -> Finding:
+    return finding(
+        "too_few_logs",
+        n=n_logs,
+        logs="log" if n_logs == 1 else "logs",
+        start=spec["start_day"],
+        end=spec["end_day"],
+        needed=needed,
+    )
+
+
+def _no_baseline(rules: dict[str, Any]) -> Finding:
+    low, high = rules["baseline"]["window_days"]
+    return finding("no_baseline", reach=-low, low=low, high=high)
+
+
+def criteria_findings(
+    rules: dict[str, Any], observed: Observed, baseline: Baseline
+) -> list[Finding]:
+    """Why the criteria are not met: pain short of the MCID, mobility worse (either or both)."""
+    metrics = rules["metrics"]
+    base_pain, base_mobility = baseline["pain"], baseline["mobility"]
+    assert observed.pain is not None
+    assert base_pain is not None
+    found = []
+    if not improved(metrics["pain"], observed.pain, base_pain):
+        found.append(_pain_not_improved(metrics["pain"], observed.pain, base_pain))
+    if (
+        observed.mobility is not None
+        and base_mobility is not None
+        and worse(metrics["mobility"], observed.mobility, base_mobility)
+    ):
+        found.append(_mobility_worse(metrics["mobility"], observed.mobility, base_mobility))
+    return found
+
+
+def later_findings(
+    status: str,
+    state: str,
+    observed: Observed,
+    baseline: Baseline | None,
+    spec: dict[str, Any],
+    rules: dict[str, Any],
+) -> list[Finding]:
+    """Why a short_term or long_term milestone is behind, not met, or cannot be judged."""
+    if status in ("behind", "not_met"):
+        assert baseline is not None
+        return criteria_findings(rules, observed, baseline)
+    if status != "insufficient_data":
+        return []
+    found = [] if baseline and baseline["pain"] is not None else [_no_baseline(rules)]
+    needed = spec["min_logs_when_closed"]
+    if state == "closed" and observed.n_logs < needed:
+        found.append(_too_few_logs(spec, observed.n_logs, needed))
+    return found
 
 
 def _later_status(
@@ -228,10 +360,14 @@ def evaluate(
         if spec["key"] == "immediate":
             findings = immediate_findings(window, baseline, spec)
             status = _immediate_status(state, findings, len(window))
+            if status == "insufficient_data":  # closed without a log: one would have been enough
+                findings.append(_too_few_logs(spec, 0, 1))
             big = None
         else:
-            findings = _red_flag_findings(window)
             status = _later_status(state, observed, baseline, spec, rules)
+            findings = _red_flag_findings(window) + later_findings(
+                status, state, observed, baseline, spec, rules
+            )
             big = _substantial(spec, status, observed, baseline, rules)
         results.append(
             MilestoneResult(

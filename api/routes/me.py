@@ -5,10 +5,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
+from api.clinical import wording
 from api.db import DatabaseDep
 from api.deps import (
     PATIENT,
     AuditDep,
+    FreshOwnProgress,
     MeDep,
     MeRefDep,
     MySymptomLogDep,
@@ -150,11 +152,11 @@ async def read_check_ins(
 @router.get(
     "/progress",
     name="progress.read_own",
-    dependencies=[PATIENT],
+    dependencies=[PATIENT, FreshOwnProgress],
     responses=problem_responses(401, 403),
 )
 async def read_progress(me: MeDep, database: DatabaseDep, audit: AuditDep) -> Progress:
     """Your progress against the milestones of your latest procedure, compared with your own baseline."""
-    return await database.run(
-        progress.for_patient, patient=me, procedure_id=None, as_of=None, audit=audit
-    )
+    report = await database.query(progress.for_patient, patient=me, procedure_id=None, as_of=None)
+    await database.audited(audit, resource_id=me.id, patient_id=me.id)
+    return wording.for_patient(report)

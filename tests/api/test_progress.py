@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from api.clinical import wording
 from api.config import Settings
 from models.patient import Patient
 from tests.factories import World, auth, make_patient, patient_token
@@ -534,7 +535,12 @@ def test_patient_reads_own_progress_for_the_latest_procedure(
     assert body["current_milestone"] == "long_term"
     long = by_key(body)["long_term"]
     assert (long["state"], long["status"], long["substantial"]) == ("open", "on_track", True)
-    assert body == read_progress(client, world, world.patient_a.id)
+    # The clinician's report, worded for the patient: what to expect now, the caveat in plain
+    # words (no milestone here has a finding to word).
+    clinician = read_progress(client, world, world.patient_a.id)
+    assert clinician["expect_now"] is None
+    assert body["expect_now"] == "6-12+ months: lasting pain relief and better quality of life."
+    assert body == clinician | {"expect_now": body["expect_now"], "caveat": wording.CAVEAT}
 
 
 def test_patient_without_a_procedure_reads_empty_progress(client: TestClient, world: World) -> None:
@@ -550,6 +556,58 @@ def test_each_patient_reads_only_their_own_progress(client: TestClient, world: W
     assert response.status_code == 200, response.text
     assert response.json()["patient_id"] == str(world.patient_b.id)
     assert response.json()["procedure"] is None
+
+
+def _pain_unchanged_for_100_days(client: TestClient, world: World) -> None:
+    """A baseline of 6 from three logs, a quiet first fortnight, and pain still 6 on days 35, 49
+    and 63: 100 days after the procedure, short_term has closed not met."""
+    performed_on = today_in() - timedelta(days=100)
+    add_procedure(client, world, world.patient_a.id, performed_on)
+    headers = world.headers("patient_a")
+    for n in (-20, -10, -5, 3, 35, 49, 63):
+        add_log(client, headers, day(n, performed_on), 6)
+
+
+def test_a_milestone_not_met_says_why_in_numbers(client: TestClient, world: World) -> None:
+    _pain_unchanged_for_100_days(client, world)
+    body = read_progress(client, world, world.patient_a.id)
+    assert body["day"] == 100
+    assert body["baseline"]["pain"] == 6.0
+    short = by_key(body)["short_term"]
+    assert (short["state"], short["status"]) == ("closed", "not_met")
+    assert short["findings"] == [
+        {
+            "code": "pain_not_improved",
+            "message": "pain 6.0 vs baseline 6.0; improved means a drop of 2 points or 30 % "
+            "(to 4.2 or less)",
+        }
+    ]
+    assert body["expect_now"] is None
+
+
+def test_the_patient_reads_the_same_finding_in_plain_words(
+    client: TestClient, world: World
+) -> None:
+    _pain_unchanged_for_100_days(client, world)
+    response = client.get("/v1/me/progress", headers=world.headers("patient_a"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    short = by_key(body)["short_term"]
+    assert (short["state"], short["status"]) == ("closed", "not_met")
+    assert short["findings"] == [
+        {
+            "code": "pain_not_improved",
+            "message": "Your pain is about the same as before the procedure (6 out of 10). "
+            "By this stage many people notice it drop to 4.2 or lower. "
+            "Keep checking in; your care team can talk it through with you.",
+        }
+    ]
+    assert body["current_milestone"] == "short_term"
+    assert body["expect_now"] == (
+        "1-3 months: pain getting better, improved mobility, better function."
+    )
+    assert body["caveat"] == wording.CAVEAT
+    assert "baseline" not in short["findings"][0]["message"]
 
 
 @pytest.mark.parametrize("actor", ["clinician_a", "researcher_a", "admin"])

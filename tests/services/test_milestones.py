@@ -2,16 +2,21 @@
 immediate findings, the MCID rules of the later windows, observed values and the current
 milestone. Pure functions over the default protocol's rules, no database."""
 
+import copy
 import importlib.util
+import re
 from datetime import date
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from api.clinical import milestones
 from api.clinical.baseline import Baseline
-from api.clinical.milestones import ClockLog, MilestoneResult
+from api.clinical.milestones import ClockLog, Finding, MilestoneResult
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -201,7 +206,9 @@ def test_red_flag_finding_names_every_flag_once() -> None:
 
 @pytest.mark.parametrize("day", [-1, 15])
 def test_red_flag_outside_days_0_to_14_is_not_an_immediate_finding(day: int) -> None:
-    assert codes(one("immediate", [log(day, 5, red_flags=["fever"])], baseline(), 20)) == []
+    # The window closed with no log of its own: that is its only finding.
+    result = one("immediate", [log(day, 5, red_flags=["fever"])], baseline(), 20)
+    assert codes(result) == ["too_few_logs"]
 
 
 def test_two_logs_on_days_7_to_14_with_pain_at_baseline_plus_2_are_a_pain_flare() -> None:
@@ -262,7 +269,7 @@ def test_other_side_effects_on_day_10_are_not_soreness_persisting(effect: str) -
 
 def test_soreness_after_day_14_is_outside_the_window() -> None:
     result = one("immediate", [log(15, 4, side_effects=["swelling"])], baseline(), 20)
-    assert codes(result) == []
+    assert codes(result) == ["too_few_logs"]
 
 
 def test_several_findings_are_all_reported() -> None:
@@ -577,7 +584,164 @@ def test_red_flags_are_reported_in_later_windows_without_changing_their_status(k
 @pytest.mark.parametrize("key", LATER)
 def test_later_windows_report_no_pain_flare_or_soreness(key: str) -> None:
     logs = logs_in(key, 10, 10, side_effects=["swelling"])
-    assert codes(one(key, logs, baseline(5), open_day(key))) == []
+    # Behind because pain did not improve, which is said; a flare or soreness is not.
+    assert codes(one(key, logs, baseline(5), open_day(key))) == ["pain_not_improved"]
+
+
+# --- findings: why a milestone is behind, not met or cannot be judged ---------------------------
+
+
+def messages(result: MilestoneResult) -> dict[str, str]:
+    return {f.code: f.message for f in result.findings}
+
+
+def test_the_immediate_findings_keep_their_messages() -> None:
+    logs = [
+        log(8, 9, side_effects=["swelling", "redness"]),
+        log(9, 9, red_flags=["new_weakness", "fever"]),
+    ]
+    assert messages(one("immediate", logs, baseline(5), 10)) == {
+        "red_flag": "red flags reported: fever, new_weakness; get medical help right away",
+        "pain_flare": "pain at least 2 points above baseline in 2 check-ins on days 7-14",
+        "soreness_persisting": "injection-site redness, swelling still reported on day 8 or later",
+    }
+
+
+@pytest.mark.parametrize("key", LATER)
+def test_pain_unchanged_from_6_says_the_numbers_and_the_target(key: str) -> None:
+    # 30 % of 6 is 1.8 points, less than 2: the percent rule sets the target, 4.2.
+    result = one(key, logs_in(key, 6, 6, 6), baseline(6), closed_day(key))
+    assert result.status == "not_met"
+    assert result.findings == [
+        Finding(
+            "pain_not_improved",
+            "pain 6.0 vs baseline 6.0; improved means a drop of 2 points or 30 % (to 4.2 or less)",
+        )
+    ]
+
+
+def test_a_high_baseline_takes_its_target_from_the_points_rule() -> None:
+    # 30 % of 8 is 2.4 points, more than 2: the points rule sets the target, 6.0.
+    result = one("short_term", logs_in("short_term", 7, 7), baseline(8), open_day("short_term"))
+    assert result.status == "behind"
+    assert messages(result) == {
+        "pain_not_improved": "pain 7.0 vs baseline 8.0; improved means a drop of 2 points or "
+        "30 % (to 6.0 or less)"
+    }
+
+
+def test_the_target_is_rounded_down_so_that_it_still_counts() -> None:
+    # 30 % of 5.5 is 1.65: 3.85 would show as 3.9, which is not improved; 3.8 is.
+    result = one("short_term", logs_in("short_term", 5, 5), baseline(5.5), 40)
+    assert messages(result)["pain_not_improved"].endswith("(to 3.8 or less)")
+
+
+def test_a_baseline_of_zero_has_no_lower_target() -> None:
+    result = one("short_term", logs_in("short_term", 0), baseline(0), 40)
+    assert messages(result) == {
+        "pain_not_improved": "pain 0.0 vs baseline 0.0; improved means a drop of 2 points or "
+        "30 % (to 0.0 or less)"
+    }
+
+
+def test_another_protocol_words_its_own_thresholds() -> None:
+    rules = copy.deepcopy(RULES)
+    rules["metrics"]["pain"] |= {"improved_points": 3, "improved_percent": 40}
+    rules["metrics"]["mobility"] |= {"worse_points": 1.5}
+    logs = logs_in("short_term", 5, 5, mobility=3)
+    [_, short_term, _] = milestones.evaluate(
+        rules=rules, logs=logs, baseline=baseline(7, 4.5), day_now=40
+    )
+    # 40 % of 7 is 2.8 points, less than 3: the target is 4.2.
+    assert messages(short_term) == {
+        "pain_not_improved": "pain 5.0 vs baseline 7.0; improved means a drop of 3 points or "
+        "40 % (to 4.2 or less)",
+        "mobility_worse": "mobility 3.0 vs baseline 4.5; worse means a drop of 1.5 points "
+        "(to 3.0 or less)",
+    }
+    rules["baseline"]["window_days"] = [-90, -1]
+    rules["milestones"][2]["min_logs_when_closed"] = 3
+    [*_, long_term] = milestones.evaluate(rules=rules, logs=[], baseline=None, day_now=400)
+    assert messages(long_term) == {
+        "no_baseline": "no baseline pain: needs check-ins in the 90 days before the procedure "
+        "(days -90 to -1) or an explicit baseline on the procedure",
+        "too_few_logs": "0 logs in days 180-365; at least 3 needed",
+    }
+
+
+@pytest.mark.parametrize("key", LATER)
+def test_mobility_worse_says_the_numbers_and_the_threshold(key: str) -> None:
+    result = one(key, logs_in(key, 3, 3, mobility=3), baseline(7, 5), closed_day(key))
+    assert result.status == "not_met"
+    assert result.findings == [
+        Finding(
+            "mobility_worse",
+            "mobility 3.0 vs baseline 5.0; worse means a drop of 2 points (to 3.0 or less)",
+        )
+    ]
+
+
+def test_pain_not_improved_and_mobility_worse_are_both_said() -> None:
+    result = one("long_term", logs_in("long_term", 7, 7, mobility=2), baseline(7, 5), 200)
+    assert result.status == "behind"
+    assert codes(result) == ["pain_not_improved", "mobility_worse"]
+
+
+def test_mobility_worse_by_1_point_is_not_a_finding() -> None:
+    result = one("short_term", logs_in("short_term", 7, mobility=4), baseline(7, 5), 40)
+    assert codes(result) == ["pain_not_improved"]
+
+
+def test_red_flags_come_first_in_a_milestone_that_is_behind() -> None:
+    logs = [*logs_in("short_term", 7), log(33, 7, red_flags=["fever"])]
+    assert codes(one("short_term", logs, baseline(7), 40)) == ["red_flag", "pain_not_improved"]
+
+
+@pytest.mark.parametrize(("n", "said"), [(0, "0 logs"), (1, "1 log")])
+def test_a_closed_window_with_too_few_logs_says_how_many(n: int, said: str) -> None:
+    result = one("short_term", logs_in("short_term", *[3] * n), baseline(7), 91)
+    assert result.status == "insufficient_data"
+    assert result.findings == [Finding("too_few_logs", f"{said} in days 30-90; at least 2 needed")]
+
+
+def test_immediate_closed_without_a_log_needs_one() -> None:
+    result = one("immediate", [], baseline(), 15)
+    assert result.status == "insufficient_data"
+    assert result.findings == [Finding("too_few_logs", "0 logs in days 0-14; at least 1 needed")]
+
+
+NO_BASELINE = (
+    "no baseline pain: needs check-ins in the 60 days before the procedure (days -60 to -1) "
+    "or an explicit baseline on the procedure"
+)
+
+
+@pytest.mark.parametrize("base", [None, baseline(None, 4)], ids=["none", "no_pain"])
+@pytest.mark.parametrize("key", LATER)
+def test_no_baseline_pain_says_where_one_comes_from(key: str, base: Baseline | None) -> None:
+    result = one(key, logs_in(key, 2, 2, 2), base, open_day(key))
+    assert result.status == "insufficient_data"
+    assert result.findings == [Finding("no_baseline", NO_BASELINE)]
+
+
+@pytest.mark.parametrize("key", LATER)
+def test_a_closed_window_without_baseline_or_logs_says_both(key: str) -> None:
+    result = one(key, logs_in(key, 2), None, closed_day(key))
+    assert codes(result) == ["no_baseline", "too_few_logs"]
+
+
+@pytest.mark.parametrize("key", LATER)
+def test_a_closed_window_with_enough_logs_and_no_baseline_says_only_that(key: str) -> None:
+    assert codes(one(key, logs_in(key, 2, 2), None, closed_day(key))) == ["no_baseline"]
+
+
+@pytest.mark.parametrize("status", ["pending", "on_track", "met"])
+def test_pending_on_track_and_met_milestones_need_no_explanation(status: str) -> None:
+    logs = {"pending": [], "on_track": logs_in("short_term", 3), "met": logs_in("short_term", 3, 3)}
+    day_now = 91 if status == "met" else 40
+    result = one("short_term", logs[status], baseline(7, 5), day_now)
+    assert result.status == status
+    assert result.findings == []
 
 
 # --- observed values ---------------------------------------------------------------------------
@@ -684,6 +848,127 @@ def test_day_200_the_current_milestone_is_long_term() -> None:
 
 def test_long_term_stays_current_after_day_365() -> None:
     assert _current(800) == ("long_term", "insufficient_data")
+
+
+# --- generated histories: statuses follow CLINICAL.md, and every shortfall says why ------------
+
+SORENESS = ("injection_site_pain", "swelling", "redness", "fatigue")
+FLAGS = ("fever", "new_weakness")
+SHORTFALLS = ("behind", "not_met", "insufficient_data")
+scores = st.integers(0, 20).map(lambda half: half / 2)
+# Days in and around the windows, scores on the 0-10 scale in halves; most logs are quiet.
+clock_logs = st.builds(
+    ClockLog,
+    day=st.one_of([st.integers(*WINDOWS[key]) for key in WINDOWS] + [st.integers(-70, 400)]),
+    pain=scores,
+    mobility=st.none() | scores,
+    side_effects=st.sampled_from(
+        [(), (), (), ("fatigue",), ("swelling",), ("redness", "swelling")]
+    ),
+    red_flags=st.sampled_from([(), (), (), (), (), ("fever",), ("new_weakness", "fever")]),
+)
+baselines = st.one_of(
+    st.none(),
+    st.builds(baseline, scores, st.none() | scores),
+    st.builds(baseline, scores, scores),
+    st.builds(baseline, st.none(), scores),
+)
+day_nows = st.one_of(st.integers(-5, 420), st.sampled_from([10, 15, 40, 91, 200, 366]))
+histories = st.tuples(st.lists(clock_logs, max_size=30), baselines, day_nows)
+
+
+def _spec_improved(base: float, observed: float) -> bool:
+    """CLINICAL.md: pain drops by 2 points or by 30 % of a baseline above 0."""
+    drop = base - observed
+    return drop >= 2 or (base > 0 and drop / base >= 0.3)
+
+
+def _spec_immediate(window: list[ClockLog], base_pain: float | None, closed: bool) -> str:
+    flare = [
+        g for g in window if 7 <= g.day <= 14 and base_pain is not None and g.pain >= base_pain + 2
+    ]
+    sore = [g for g in window if g.day >= 8 and set(g.side_effects) & set(SORENESS[:3])]
+    if any(g.red_flags for g in window) or len(flare) >= 2 or sore:
+        return "not_met" if closed else "behind"
+    if not closed:
+        return "on_track" if window else "pending"
+    return "met" if window else "insufficient_data"
+
+
+def _spec_later(window: list[ClockLog], base: Baseline | None, closed: bool) -> str:
+    if base is None or base["pain"] is None:
+        return "insufficient_data"
+    if not closed and not window:
+        return "pending"
+    if closed and len(window) < 2:
+        return "insufficient_data"
+    pain = median(g.pain for g in window)
+    mobilities = [g.mobility for g in window if g.mobility is not None]
+    base_mobility = base["mobility"]
+    mobility_worse = (
+        bool(mobilities) and base_mobility is not None and base_mobility - median(mobilities) >= 2
+    )
+    met = _spec_improved(base["pain"], pain) and not mobility_worse
+    return ("met" if closed else "on_track") if met else ("not_met" if closed else "behind")
+
+
+def spec_status(key: str, logs: list[ClockLog], base: Baseline | None, day_now: int) -> str:
+    """The status table of CLINICAL.md §Milestones, read independently of the engine."""
+    start, end = WINDOWS[key]
+    if day_now < start:
+        return "pending"
+    window = [g for g in logs if start <= g.day <= min(end, day_now)]
+    if key == "immediate":
+        return _spec_immediate(window, base["pain"] if base else None, day_now > end)
+    return _spec_later(window, base, day_now > end)
+
+
+@given(histories)
+@settings(max_examples=500)
+def test_statuses_follow_the_rules_of_clinical_md(
+    history: tuple[list[ClockLog], Baseline | None, int],
+) -> None:
+    logs, base, day_now = history
+    for key, result in evaluate(logs, base, day_now).items():
+        assert result.status == spec_status(key, logs, base, day_now), key
+
+
+@given(histories)
+@settings(max_examples=500)
+def test_every_shortfall_carries_a_finding_that_says_why(
+    history: tuple[list[ClockLog], Baseline | None, int],
+) -> None:
+    for result in evaluate(*history).values():
+        found = set(codes(result))
+        if result.status in ("behind", "not_met") and result.key != "immediate":
+            assert found & {"pain_not_improved", "mobility_worse"}, result
+        elif result.status == "insufficient_data":
+            assert found & {"too_few_logs", "no_baseline"}, result
+        elif result.status in SHORTFALLS:
+            assert found & {"red_flag", "pain_flare", "soreness_persisting"}, result
+        else:
+            assert found <= {"red_flag"}, result
+
+
+TARGET = re.compile(r"baseline (?P<base>[\d.]+); .* \(to (?P<target>[\d.]+) or less\)")
+
+
+@given(st.integers(1, 100).map(lambda tenths: tenths / 10), scores)
+def test_the_pain_target_is_the_least_drop_that_counts_as_improved(
+    base: float, observed: float
+) -> None:
+    result = one("short_term", logs_in("short_term", observed), baseline(base), 40)
+    said = messages(result).get("pain_not_improved")
+    if said is None:
+        assert result.status == "on_track"
+        return
+    found = TARGET.search(said)
+    assert found is not None
+    target = float(found["target"])
+    metric = RULES["metrics"]["pain"]
+    # Up to floating point: 4.2 from 6 is a drop of 1.7999999999999998.
+    assert milestones.improved(metric, target - 1e-6, base)
+    assert not milestones.improved(metric, round(target + 0.1, 1), base)
 
 
 # --- age ---------------------------------------------------------------------------------------
