@@ -5,7 +5,7 @@ import uuid
 from fastapi import APIRouter
 
 from api.db import DatabaseDep
-from api.deps import CLINICAL, AlertDep, AuditDep, PageDep, PrincipalDep
+from api.deps import CLINICAL, AlertDep, AuditDep, FreshClinicProgress, PageDep, PrincipalDep
 from api.errors import problem_responses
 from api.services import alerts
 from models.page import Page
@@ -15,7 +15,11 @@ router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 
 @router.get(
-    "", name="alert.list", dependencies=[CLINICAL], responses=problem_responses(401, 403, 422)
+    "",
+    name="alert.list",
+    # The queue shows today's clock alerts too (a check-in missed since midnight).
+    dependencies=[CLINICAL, FreshClinicProgress],
+    responses=problem_responses(401, 403, 422),
 )
 async def list_alerts(
     database: DatabaseDep,
@@ -27,16 +31,17 @@ async def list_alerts(
     patient_id: uuid.UUID | None = None,
 ) -> Page[AlertPublic]:
     """The clinic's alerts, newest first."""
-    return await database.run(
+    found = await database.query(
         alerts.list_alerts,
         principal=principal,
-        audit=audit,
         limit=page.limit,
         cursor=page.cursor,
         status=status,
         kind=kind,
         patient_id=patient_id,
     )
+    await database.audited(audit, patient_id=patient_id)
+    return found
 
 
 @router.post(

@@ -30,12 +30,13 @@ async def list_audit_events(
     action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_.]+$")] = None,
 ) -> Page[AuditEventPublic]:
     """Audit events, newest first, filtered by patient, actor or action."""
-    return await database.run(
+    found = await database.query(
         audit_service.list_events,
-        audit=audit,
         limit=page.limit,
         cursor=page.cursor,
         patient_id=patient_id,
         actor_id=actor_id,
         action=action,
     )
+    await database.audited(audit, patient_id=patient_id)
+    return found

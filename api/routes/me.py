@@ -94,14 +94,10 @@ async def sync_logs(
     ] = None,
 ) -> Page[SymptomLogPublic]:
     """Everything received since a watermark (corrections included), oldest first."""
-    items, next_cursor = await database.run(
-        symptom_logs.sync_page,
-        patient=me,
-        since=since,
-        limit=page.limit,
-        cursor=page.cursor,
-        audit=audit,
+    items, next_cursor = await database.query(
+        symptom_logs.sync_page, patient=me, since=since, limit=page.limit, cursor=page.cursor
     )
+    await database.audited(audit, patient_id=me.id)
     return Page[SymptomLogPublic](items=items, next_cursor=next_cursor)
 
 
@@ -146,7 +142,9 @@ async def read_check_ins(
     me: MeDep, database: DatabaseDep, audit: AuditDep
 ) -> check_ins.CheckInSchedule:
     """When the next check-in is due, and the whole schedule on the procedure clock."""
-    return await database.run(check_ins.schedule_for, patient=me, audit=audit)
+    found = await database.query(check_ins.schedule_for, patient=me)
+    await database.audited(audit, patient_id=me.id)
+    return found
 
 
 @router.get(

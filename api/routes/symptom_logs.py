@@ -70,15 +70,15 @@ async def list_logs(
     to: Annotated[Day | None, Query(description="Last local date")] = None,
 ) -> Page[SymptomLogPublic]:
     """The patient's check-ins between two local dates, corrections and originals included."""
-    items, next_cursor = await database.run(
+    items, next_cursor = await database.query(
         symptom_logs.range_page,
         patient=patient,
         from_=from_,
         to=to,
         limit=page.limit,
         cursor=page.cursor,
-        audit=audit,
     )
+    await database.audited(audit, patient_id=patient.id)
     return Page[SymptomLogPublic](items=items, next_cursor=next_cursor)
 
 

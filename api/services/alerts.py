@@ -253,7 +253,6 @@ def list_alerts(
     session: Session,
     *,
     principal: Principal,
-    audit: Audit,
     limit: int,
     cursor: str | None,
     status: AlertStatus | None,
@@ -279,8 +278,6 @@ def list_alerts(
         limit=limit,
         descending=True,
     )
-    audit.record(session, patient_id=patient_id)
-    session.commit()
     return Page[AlertPublic](items=[to_public(a) for a in rows], next_cursor=next_cursor)
 
 

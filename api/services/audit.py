@@ -112,7 +112,6 @@ def record_read(
 def list_events(
     session: Session,
     *,
-    audit: Audit,
     limit: int,
     cursor: str | None,
     patient_id: uuid.UUID | None,
@@ -135,8 +134,6 @@ def list_events(
         limit=limit,
         descending=True,
     )
-    audit.record(session, patient_id=patient_id)
-    session.commit()
     return Page[AuditEventPublic](
         items=[AuditEventPublic.model_validate(row, from_attributes=True) for row in rows],
         next_cursor=next_cursor,

@@ -7,10 +7,8 @@ from sqlmodel import Session
 
 from api.clinical import schedule
 from api.clinical.clock import today_in
-from api.services import protocols, symptom_logs
-from api.services.audit import Audit
+from api.services import progress_store, protocols
 from models.patient import Patient
-from models.procedure import Procedure
 
 
 class ScheduledCheckIn(BaseModel):
@@ -28,26 +26,20 @@ class CheckInSchedule(BaseModel):
     schedule: list[ScheduledCheckIn]
 
 
-def schedule_for(session: Session, *, patient: Patient, audit: Audit) -> CheckInSchedule:
-    procedures = symptom_logs.procedures_of(session, patient.id)
-    result = _schedule(session, patient, procedures)
-    audit.record(session, patient_id=patient.id)
-    session.commit()
-    return result
-
-
-def _schedule(session: Session, patient: Patient, procedures: list[Procedure]) -> CheckInSchedule:
+def schedule_for(session: Session, *, patient: Patient) -> CheckInSchedule:
+    """The schedule of the latest procedure, each day marked logged or not (read-only)."""
+    connection = session.connection()
+    procedures = progress_store.procedure_facts(connection, patient.id)
     if not procedures:
         return CheckInSchedule(
             procedure_id=None, day=None, next_due_on=None, next_day=None, schedule=[]
         )
     latest = procedures[-1]
-    rules = protocols.rules(session, latest.protocol_id, latest.protocol_version)
+    rules = protocols.rules(connection, latest.protocol_id, latest.protocol_version)
     day_now = (today_in(patient.timezone) - latest.performed_on).days
     logged_days = {
         (log.local_date - latest.performed_on).days
-        for log in symptom_logs.effective_logs(session, patient.id)
-        if log.local_date >= latest.performed_on
+        for log in progress_store.effective_logs(connection, patient.id, latest.performed_on)
     }
     newest = max(logged_days) if logged_days else None
     next_day = schedule.next_check_in(rules, day_now=day_now, newest_log_day=newest)

@@ -211,27 +211,6 @@ def _existing(
     return {row.client_id: LogRecord._make(row) for row in rows}
 
 
-def effective_logs_of(
-    session: Session, patient_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[SymptomLog]]:
-    """Each patient's logs that no correction supersedes."""
-    if not patient_ids:
-        return {}
-    logs = list(session.exec(select(SymptomLog).where(col(SymptomLog.patient_id).in_(patient_ids))))
-    superseded = {log.corrects_id for log in logs if log.corrects_id}
-    grouped: dict[uuid.UUID, list[SymptomLog]] = {}
-    for log in logs:
-        if log.id not in superseded:
-            grouped.setdefault(log.patient_id, []).append(log)
-    return grouped
-
-
-def effective_logs(session: Session, patient_id: uuid.UUID) -> list[SymptomLog]:
-    logs = list(session.exec(select(SymptomLog).where(SymptomLog.patient_id == patient_id)))
-    superseded = {log.corrects_id for log in logs if log.corrects_id}
-    return [log for log in logs if log.id not in superseded]
-
-
 _PROCEDURES = (
     select(Procedure)
     .where(Procedure.patient_id == bindparam("patient_id"))
@@ -527,7 +506,6 @@ def sync_page(
     since: datetime | None,
     limit: int,
     cursor: str | None,
-    audit: Audit,
 ) -> tuple[list[SymptomLogPublic], str | None]:
     """Everything received after `since` (the app's watermark), oldest first, stable under ties."""
     query = select(SymptomLog).where(SymptomLog.patient_id == patient.id)
@@ -536,10 +514,7 @@ def sync_page(
     rows, next_cursor = keyset_page(
         session, query, sort=SymptomLog.received_at, key=SymptomLog.id, cursor=cursor, limit=limit
     )
-    items = public_logs(session, patient.id, rows)
-    audit.record(session, patient_id=patient.id)
-    session.commit()
-    return items, next_cursor
+    return public_logs(session, patient.id, rows), next_cursor
 
 
 def range_page(
@@ -550,7 +525,6 @@ def range_page(
     to: date | None,
     limit: int,
     cursor: str | None,
-    audit: Audit,
 ) -> tuple[list[SymptomLogPublic], str | None]:
     """Logs by local date range, in recorded order, superseded ones included and marked."""
     query = select(SymptomLog).where(SymptomLog.patient_id == patient.id)
@@ -561,7 +535,4 @@ def range_page(
     rows, next_cursor = keyset_page(
         session, query, sort=SymptomLog.recorded_at, key=SymptomLog.id, cursor=cursor, limit=limit
     )
-    items = public_logs(session, patient.id, rows)
-    audit.record(session, patient_id=patient.id)
-    session.commit()
-    return items, next_cursor
+    return public_logs(session, patient.id, rows), next_cursor

@@ -731,11 +731,9 @@ EXPECTED = {
 }
 
 
-# The red flag, and missed check-ins: no log since day 0 (+2 days' grace) or since day 3. The
-# procedures are recorded 5 or 20 days late, before any log: the missed check-ins of days 0-2
-# are raised then, and stay open until a clinician resolves them.
+# The red flag, and check-ins missed by today: no log since day 0, or since day 3 of a
+# procedure 20 days ago (each scheduled day has 2 days' grace). The list's read sweeps them.
 OPEN_ALERTS = {
-    "immediate_on_track": 1,
     "immediate_pending": 1,
     "immediate_behind": 1,
     "immediate_met": 1,
