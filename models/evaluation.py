@@ -43,8 +43,6 @@ class ProcedureEvaluation(SQLModel, table=True):
     next_check_in_day: int | None = None
     age_at_procedure: int
     factors: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
-    # Alert bookkeeping: the last scheduled day a missed_check_in alert covered.
-    missed_alerted_through_day: int | None = None
     evaluated_at: datetime = utc_column(default_factory=utc_now)
 
 
@@ -80,8 +78,6 @@ class MilestoneEvaluation(SQLModel, table=True):
     odi_change: float | None = None
     substantial: bool | None = None
     findings: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
-    # Alert bookkeeping: a milestone_not_met alert was raised for this closing.
-    not_met_alerted: bool = False
 
 
 class PatientProgress(SQLModel, table=True):

@@ -19,6 +19,7 @@ from api import migrations
 from api.config import Environment, Settings
 from api.db import make_engine
 from api.main import create_app
+from api.services import protocols
 from tests import pg
 from tests.factories import World, build_world
 
@@ -101,6 +102,9 @@ def _empty_all_tables(engine: Engine) -> None:
         for table in reversed(SQLModel.metadata.sorted_tables):
             if table.name not in SEEDED_TABLES:
                 connection.execute(text(f'DELETE FROM "{table.name}"'))
+        # What a test published beside the migration's default protocol, and the rules cache.
+        connection.execute(text("DELETE FROM protocol WHERE NOT (id = 'default' AND version = 1)"))
+    protocols.clear_cache()
 
 
 @pytest.fixture

@@ -64,7 +64,17 @@ MAX_EXAMPLES = 15
 POSITIVE_STATUSES: list[int | str] = ["2xx", "3xx", 401, 403, 404, 409, 422, 429, "5xx"]
 # Operations called with the admin's token (admin-only, or open to any signed-in staff).
 ADMIN_TOKEN_OPERATIONS = frozenset(
-    {"clinic.create", "clinic.list", "user.create", "user.me", "audit_event.list"}
+    {
+        "clinic.create",
+        "clinic.list",
+        "clinic.update",
+        "user.create",
+        "user.me",
+        "audit_event.list",
+        "protocol.create",
+        "protocol.list",
+        "protocol.read",
+    }
 )
 
 
@@ -160,7 +170,9 @@ def seed(app: FastAPI, settings: Settings, engine: Engine) -> Iterator[Seed]:
             )
             for days in (2, 3)
         )
-        alerts = client.get("/v1/alerts", headers=staff, params={"status": "open"})
+        alerts = client.get(
+            "/v1/alerts", headers=staff, params={"status": "open", "kind": "red_flag"}
+        )
         assert alerts.status_code == 200, alerts.text
         [alert] = alerts.json()["items"]  # the second red flag bumps the same open alert
 

@@ -9,8 +9,8 @@ Create Date: 2026-12-01 00:40:00.768994
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "2415d54a8fc8"
@@ -81,7 +81,6 @@ def upgrade() -> None:
         sa.Column("odi_change", sa.Float(), nullable=True),
         sa.Column("substantial", sa.Boolean(), nullable=True),
         sa.Column("findings", sa.JSON(), nullable=False),
-        sa.Column("not_met_alerted", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["clinic_id"], ["clinic.id"], name=op.f("fk_milestone_evaluation_clinic_id_clinic")
         ),
@@ -127,7 +126,6 @@ def upgrade() -> None:
         sa.Column("next_check_in_day", sa.Integer(), nullable=True),
         sa.Column("age_at_procedure", sa.Integer(), nullable=False),
         sa.Column("factors", sa.JSON(), nullable=False),
-        sa.Column("missed_alerted_through_day", sa.Integer(), nullable=True),
         sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["clinic_id"], ["clinic.id"], name=op.f("fk_procedure_evaluation_clinic_id_clinic")
@@ -156,15 +154,18 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("default_protocol_id", sa.String(length=64), nullable=True))
 
     # ### end Alembic commands ###
-    # Every existing patient gets a progress row that is due today: `recovery-tracker migrate`
+    # Every existing patient gets a progress row that is due: `recovery-tracker migrate`
     # (and `serve`) runs the sweep right after the migrations, which evaluates them with the
     # engine and raises the alerts the clock calls for. The engine is application code, which a
     # migration must not import (a later revision may change the tables it writes).
+    # Due since long ago, so that it is due today in every time zone (CURRENT_DATE is UTC's
+    # date, which west of UTC is still tomorrow in the evening).
+    due = "DATE '1970-01-01'" if op.get_bind().dialect.name == "postgresql" else "'1970-01-01'"
     op.execute(
-        """
+        f"""
         INSERT INTO patient_progress (patient_id, clinic_id, patient_created_at, progress_status,
                                       next_change_on)
-        SELECT id, clinic_id, created_at, 'pending', CURRENT_DATE FROM patient
+        SELECT id, clinic_id, created_at, 'pending', {due} FROM patient
         """
     )
 

@@ -13,16 +13,16 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from api.clinical import baseline as baseline_rules
 from api.clinical import milestones, schedule
 from api.clinical.clock import ProcedureDate, clock_range
 
 
-@dataclass(frozen=True, slots=True)
-class EffectiveLog:
-    """One check-in that no correction supersedes, with what the rules read of it."""
+class EffectiveLog(NamedTuple):
+    """One check-in that no correction supersedes, with what the rules read of it (a named
+    tuple, as ClockLog)."""
 
     local_date: date
     pain: float
@@ -123,26 +123,47 @@ def factors(
 
 
 def _on_clock(
-    logs: Sequence[EffectiveLog], start: date | None, end: date | None, performed_on: date
-) -> list[milestones.ClockLog]:
-    return [
-        milestones.ClockLog(
-            day=(log.local_date - performed_on).days,
-            pain=log.pain,
-            leg_pain=log.leg_pain,
-            mobility=log.mobility,
-            odi=log.odi,
-            side_effects=log.side_effects,
-            red_flags=log.red_flags,
-        )
-        for log in logs
-        if (start is None or log.local_date >= start) and (end is None or log.local_date < end)
-    ]
+    logs: Sequence[EffectiveLog],
+    clock: tuple[date | None, date | None],
+    performed_on: date,
+    days: tuple[int, int],
+) -> tuple[list[milestones.ClockLog], int | None]:
+    """The logs on this procedure's clock with a day in `days` (the milestone windows), and the
+    newest day of any log on its clock (the check-in schedule's)."""
+    start, end = clock
+    first = performed_on + timedelta(days=days[0])
+    last = performed_on + timedelta(days=days[1])
+    window, newest = [], None
+    for log in logs:
+        if (start is not None and log.local_date < start) or (
+            end is not None and log.local_date >= end
+        ):
+            continue
+        day = (log.local_date - performed_on).days
+        newest = day if newest is None or day > newest else newest
+        if first <= log.local_date <= last:
+            window.append(
+                milestones.ClockLog(
+                    day=day,
+                    pain=log.pain,
+                    leg_pain=log.leg_pain,
+                    mobility=log.mobility,
+                    odi=log.odi,
+                    side_effects=log.side_effects,
+                    red_flags=log.red_flags,
+                )
+            )
+    return window, newest
 
 
 def _baseline(
     procedure: ProcedureFacts, logs: Sequence[EffectiveLog], rules: dict[str, Any]
 ) -> baseline_rules.Baseline | None:
+    if any(v is not None for v in procedure.explicit_baseline.values()):
+        return baseline_rules.compute(procedure.explicit_baseline, [], rules)
+    low, high = rules["baseline"]["window_days"]
+    first = procedure.performed_on + timedelta(days=low)
+    last = procedure.performed_on + timedelta(days=high)
     points = [
         baseline_rules.LogPoint(
             day=(log.local_date - procedure.performed_on).days,
@@ -152,8 +173,9 @@ def _baseline(
             odi=log.odi,
         )
         for log in logs
+        if first <= log.local_date <= last
     ]
-    return baseline_rules.compute(procedure.explicit_baseline, points, rules)
+    return baseline_rules.compute(None, points, rules)
 
 
 def evaluate(
@@ -176,12 +198,17 @@ def evaluate(
     seen = [log for log in logs if log.local_date <= as_of]
     dates = [p.clock_date for p in procedures]
     start, end = clock_range(dates, procedure.id)
-    window = _on_clock(seen, start, end, procedure.performed_on)
+    specs = rules["milestones"]
+    window, newest = _on_clock(
+        seen,
+        (start, end),
+        procedure.performed_on,
+        (min(m["start_day"] for m in specs), max(m["end_day"] for m in specs)),
+    )
     base = _baseline(procedure, seen, rules)
     day_now = (as_of - procedure.performed_on).days
     results = milestones.evaluate(rules=rules, logs=window, baseline=base, day_now=day_now)
     current = milestones.current_milestone(results)
-    newest = max((log.day for log in window), default=None)
     latest = max(dates, key=lambda p: (p.performed_on, str(p.id))).id == procedure.id
     next_day = (
         schedule.next_check_in(rules, day_now=day_now, newest_log_day=newest) if latest else None

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from statistics import median
-from typing import Any
+from typing import Any, NamedTuple
 
 from api.clinical.baseline import Baseline
 
@@ -37,9 +37,9 @@ MESSAGES = {
 }
 
 
-@dataclass(frozen=True)
-class ClockLog:
-    """One effective log on this procedure's clock."""
+class ClockLog(NamedTuple):
+    """One effective log on this procedure's clock. A named tuple: a patient's evaluation makes
+    hundreds, and a frozen dataclass takes three times as long to build."""
 
     day: int
     pain: float

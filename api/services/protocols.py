@@ -47,6 +47,11 @@ _VERSION = select(PROTOCOL.c.version).where(
 )
 
 
+def clear_cache() -> None:
+    """Forget the rules read so far (for tests that reset the database under a process)."""
+    _cache.clear()
+
+
 def latest_version(db: Session | Connection, protocol_id: str) -> int | None:
     """The newest version of a protocol, or None when there is no such protocol."""
     latest: int | None = connection_of(db).execute(_LATEST, {"id": protocol_id}).scalar()

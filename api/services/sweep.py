@@ -39,8 +39,8 @@ _DUE = (
 )
 _STILL_DUE = (
     select(PROGRESS.c.next_change_on, PATIENT.c.timezone)
-    .join(PATIENT, PATIENT.c.id == PROGRESS.c.patient_id)
-    .where(PROGRESS.c.patient_id == bindparam("patient_id"))
+    .select_from(PATIENT.outerjoin(PROGRESS, PROGRESS.c.patient_id == PATIENT.c.id))
+    .where(PATIENT.c.id == bindparam("patient_id"))
 )
 _LOCK_PATIENT = (
     select(PATIENT.c.id).where(PATIENT.c.id == bindparam("patient_id")).with_for_update()
@@ -79,13 +79,16 @@ def _lock(connection: Connection, patient_id: uuid.UUID) -> None:
         connection.execute(_LOCK_PATIENT, {"patient_id": patient_id}).first()
 
 
-def _today_if_due(connection: Connection, patient_id: uuid.UUID, now: datetime) -> date | None:
-    """The patient's today if their stored progress is (still) due on it, else None."""
+def _due_today(
+    connection: Connection, patient_id: uuid.UUID, now: datetime
+) -> tuple[date, bool] | None:
+    """The patient's today, and whether their stored progress is (still) due on it; None for
+    a patient that does not exist."""
     row = connection.execute(_STILL_DUE, {"patient_id": patient_id}).first()
-    if row is None or row.next_change_on is None:
+    if row is None:
         return None
     today = today_in(row.timezone, now=now)
-    return today if row.next_change_on <= today else None
+    return today, row.next_change_on is not None and row.next_change_on <= today
 
 
 def sweep_chunk(
@@ -102,9 +105,10 @@ def sweep_chunk(
     for patient_id in patient_ids:
         counts.candidates += 1
         _lock(connection, patient_id)
-        today = _today_if_due(connection, patient_id, now)
-        if today is None and not force:
+        found = _due_today(connection, patient_id, now)
+        if found is None or not (found[1] or force):
             continue
+        today = found[0]
         refreshed = progress_store.refresh(
             connection, patient_id=patient_id, today=today, raise_missed=True
         )

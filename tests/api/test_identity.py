@@ -65,7 +65,7 @@ def test_admin_creates_a_clinic(client: TestClient, world: World, db: Session) -
     response = create_clinic(client, world, {"name": "Spine Centre", "timezone": "Europe/Vienna"})
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"id", "name", "timezone"}
+    assert set(body) == {"id", "name", "timezone", "default_protocol_id"}
     assert body["name"] == "Spine Centre"
     assert body["timezone"] == "Europe/Vienna"
     stored = db.get(Clinic, uuid.UUID(body["id"]))

@@ -889,7 +889,7 @@ def test_patch_null_for_a_required_field_is_422(
         pytest.param({"patient_id": str(uuid.uuid4())}, id="patient_id"),
         pytest.param({"version": 7}, id="version"),
         pytest.param({"created_at": "2020-01-01T00:00:00Z"}, id="created_at"),
-        pytest.param({"protocol": {"id": "default", "version": 1}}, id="protocol"),
+        pytest.param({"protocol": {"id": "default", "version": 1, "rules": {}}}, id="protocol"),
         pytest.param({"harvest": {"method": "bone_marrow_aspiration", "colour": "red"}}, id="deep"),
     ],
 )

@@ -258,6 +258,8 @@ def not_met_details(
     return {
         "procedure_id": procedure["id"],
         "milestones": milestones,
+        # The record of what was raised, kept in the alert itself (merged as a set on a bump).
+        "closings": sorted(f"{procedure['id']}/{key}" for key in milestones),
         "findings": ["pain_not_improved"],
         "closed_on": (performed_on + timedelta(days=closed_day)).isoformat(),
     }
