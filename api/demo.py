@@ -140,12 +140,20 @@ def _logs(
 ) -> list[SymptomLogIn]:
     responder = rng.random() < 0.7
     gain = rng.uniform(2.5, 4.5) if responder else rng.uniform(0, 1.5)
+    # About one patient in ten has a spell of worse pain after the first fortnight (a worsening
+    # alert; behind while a window is open), and about one in six stops checking in at some point.
+    flare_from = rng.choice([28, 42, 63, 150]) if rng.random() < 0.1 else None
+    stops_after = rng.choice([10, 35, 70, 120]) if rng.random() < 0.15 else None
     zone, logs = ZoneInfo(TIMEZONE), []
     for day in [-14, -7, -2, *SCHEDULE]:
         on = performed_on + timedelta(days=day)
         if on >= today or rng.random() < 0.15:  # in the past only, and patients miss some check-ins
             continue
+        if stops_after is not None and day > stops_after:
+            break
         trend = 0.0 if day < 0 else gain * min(1.0, day / 60)
+        if flare_from is not None and flare_from <= day <= flare_from + 21:
+            trend = -2.5  # pain about 2-3 points above the baseline
         pain = round(
             min(10, max(0, baseline - trend + rng.gauss(0, 0.8) + (1 if 0 <= day <= 3 else 0)))
         )
