@@ -193,7 +193,7 @@ def effective_logs(
         EffectiveLog(local_date, pain, leg_pain, mobility, odi, _flags(effects), _flags(flags))
         for log_id, local_date, pain, leg_pain, mobility, odi, effects, flags in connection.execute(
             _LOGS_FROM, params | {"start": start}
-        )
+        ).all()  # one fetchall: iterating the result fetches row by row
         if log_id not in superseded
     ]
 
