@@ -6,6 +6,7 @@ Prints a table per scenario and writes bench/results/<timestamp>.json. See bench
 """
 
 import argparse
+import concurrent.futures
 import os
 import platform
 import shutil
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,22 +22,43 @@ from types import FrameType
 from typing import Any
 
 import cputime
+import dataset as seeded
 import httpx
 import sampling
 import servers
+from dataset import Dataset, Datasets
 from loadgen import LoadRequest, WrkResult, ensure_wrk, run_wrk
-from report import Measured, Outcome, print_outcome, print_summary, write_json
-from scenarios import HTTP_TIMEOUT_S, SCENARIOS, Scenario, by_name
+from report import (
+    Measured,
+    Outcome,
+    print_command,
+    print_datasets,
+    print_growth,
+    print_outcome,
+    print_summary,
+    write_json,
+)
+from scale import SCALE_SCENARIOS, SWEEPS, CommandOutcome, CommandScenario, run_command
+from scenarios import HTTP_TIMEOUT_S, SCENARIOS, Scenario
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DURATION_S = 15  # a scenario's measured seconds unless it or --duration says otherwise
 CONNECTIONS = 32
+PATIENTS = 10_000  # the seeded clinic's size unless --patients says otherwise
+ALL_NAMES = [s.name for s in SCENARIOS + SCALE_SCENARIOS] + [c.name for c in SWEEPS]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--scenario", help="run only this one: " + ", ".join(s.name for s in SCENARIOS)
+        "--scenario",
+        help="run only these (comma-separated): " + ", ".join(ALL_NAMES),
+    )
+    parser.add_argument(
+        "--patients",
+        default=str(PATIENTS),
+        help="the seeded clinic's size for the scale scenarios, or sizes (comma-separated, e.g."
+        f" 1000,3000,10000: each is seeded and measured in turn); default {PATIENTS}",
     )
     parser.add_argument(
         "--duration",
@@ -62,6 +85,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--warmup must be 0..60 seconds")
     if args.connections is not None and not 1 <= args.connections <= 10_000:
         parser.error("--connections must be 1..10000")
+    try:
+        args.patients = [int(n) for n in args.patients.split(",")]
+    except ValueError:
+        parser.error("--patients takes numbers, comma-separated")
+    low = seeded.HEAVY_PATIENTS + 50
+    if not all(low <= n <= 200_000 for n in args.patients):
+        parser.error(f"--patients must be {low}..200000")
+    names = args.scenario.split(",") if args.scenario else ALL_NAMES
+    unknown = [n for n in names if n not in ALL_NAMES]
+    if unknown:
+        parser.error(f"no scenario {', '.join(unknown)}; known: {', '.join(ALL_NAMES)}")
+    args.names = names
     return args
 
 
@@ -150,10 +185,52 @@ class Runner:
             cputime.machine_busy_seconds(),
         )
 
+    def load_beside(
+        self, server: servers.Server, request: LoadRequest, readers: LoadRequest, scenario: Scenario
+    ) -> tuple[Measured, WrkResult]:
+        """The scenario's load again, with the readers' wrk running beside it the whole time
+        (started a second earlier, stopped a second later): warm-up, then the measured run."""
+        warmup, duration = self.args.warmup, self.duration(scenario)
+        connections, beside = self.connections(scenario), scenario.reader_connections
+        print(
+            f"  service + readers: warm-up {warmup} s, measuring {duration} s,"
+            f" {connections} + {beside} connections",
+            flush=True,
+        )
+        url = server.base_url
+
+        def both(seconds: int, label: str) -> tuple[WrkResult, WrkResult]:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                reading = pool.submit(
+                    self.wrk_run, url, readers, f"readers-{label}", seconds + 2, beside
+                )
+                time.sleep(1)
+                result = self.wrk_run(url, request, f"service-{label}", seconds, connections)
+                return result, reading.result()
+
+        if warmup:
+            both(warmup, "warmup")
+        before, table = self.cpu_times(server), cputime.processes()
+        result, read = both(duration, "measured")
+        server_s, wrk_s, busy_s = (
+            a - b for a, b in zip(self.cpu_times(server), before, strict=True)
+        )
+        others = cputime.busiest(
+            table, cputime.processes(), exclude={server.pid, os.getpid()}, seconds=result.seconds
+        )
+        # The readers' wrk ran about two seconds longer than the measured one: its CPU is in
+        # wrk_s, and the server's CPU includes the readers' requests.
+        measured = Measured(
+            result,
+            server_cpu_s=server_s,
+            other_cpu_s=busy_s - server_s - wrk_s,
+            busiest_others=others,
+        )
+        return measured, read
+
     def scenario(self, scenario: Scenario) -> Outcome:
         print(f"\n[{scenario.name}]", flush=True)
-        with servers.baseline(self.workdir, f"baseline-{scenario.name}.db", self.server_cpu) as bl:
-            baseline = self.load(bl, scenario.baseline, scenario)
+        baseline = self.baseline(scenario)
         db_name = f"service-{scenario.name}.db"
         with servers.service(self.workdir, db_name, self.server_cpu) as (server, admin):
             print("  service: preparing (through the API)", flush=True)
@@ -167,11 +244,53 @@ class Runner:
             connections=self.connections(scenario),
         )
 
+    def baseline(self, scenario: Scenario) -> Measured:
+        with servers.baseline(self.workdir, f"baseline-{scenario.name}.db", self.server_cpu) as bl:
+            return self.load(bl, scenario.baseline, scenario)
+
+    def seeded_scenario(self, scenario: Scenario, data: Dataset) -> Outcome:
+        """On a copy of the seeded clinic: the baseline, then the service (prepared from the
+        dataset), then, for a scenario with readers, the service again with them beside."""
+        assert scenario.seeded is not None
+        print(f"\n[{scenario.name}, {data.patients} patients]", flush=True)
+        baseline = self.baseline(scenario)
+        db_name = f"service-{scenario.name}-{data.patients}.db"
+        seeded.copy(data, self.workdir / db_name)
+        beside: Measured | None = None
+        readers: WrkResult | None = None
+        try:
+            with servers.service(self.workdir, db_name, self.server_cpu) as (server, _admin):
+                print("  service: preparing (seeded clinic, through the API)", flush=True)
+                with httpx.Client(base_url=server.base_url, timeout=HTTP_TIMEOUT_S) as client:
+                    request = scenario.seeded(client, data)
+                    service = self.load(server, request, scenario)
+                    if scenario.readers is not None:
+                        reading = scenario.readers(client, data)
+                        beside, readers = self.load_beside(server, request, reading, scenario)
+        finally:
+            seeded.remove(self.workdir / db_name)
+        return Outcome(
+            scenario=scenario,
+            baseline=baseline,
+            service=service,
+            connections=self.connections(scenario),
+            patients=data.patients,
+            beside=beside,
+            readers=readers,
+        )
+
+    def command(self, scenario: CommandScenario, data: Dataset) -> CommandOutcome:
+        print(f"\n[{scenario.name}, {data.patients} patients]", flush=True)
+        outcome = run_command(scenario, data, self.workdir, self.server_cpu)
+        print(f"  {outcome.seconds:.1f} s, exit code {outcome.returncode}", flush=True)
+        return outcome
+
     def context(self) -> dict[str, Any]:
         version = subprocess.run([self.wrk, "-v"], capture_output=True, text=True, timeout=10)
         return {
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "settings": {
+                "patients": self.args.patients,
                 "duration_s": self.args.duration,  # None: each scenario's own
                 "warmup_s": self.args.warmup,
                 "connections": self.args.connections,  # None: each scenario's own
@@ -192,24 +311,63 @@ def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+FAILURES = (RuntimeError, ValueError, httpx.HTTPError, subprocess.SubprocessError, OSError)
+
+
+def run_size(
+    runner: Runner,
+    datasets: Datasets,
+    patients: int,
+    scale: list[Scenario],
+    sweeps: list[CommandScenario],
+    outcomes: list[Outcome],
+    commands: list[CommandOutcome],
+    failed: list[str],
+) -> None:
+    """The seeded scenarios for one clinic size: seeded once (each variant), every scenario on
+    a copy, the seeded files deleted after."""
+    for scenario in scale:
+        try:
+            data = datasets.get(patients, "main")
+            outcomes.append(runner.seeded_scenario(scenario, data))
+        except FAILURES as exc:
+            # One scenario's failure (its setup, a server, wrk) does not cost the others.
+            print(f"  {scenario.name} FAILED: {exc}", file=sys.stderr, flush=True)
+            failed.append(f"{scenario.name}@{patients}")
+    for command in sweeps:
+        try:
+            data = datasets.get(patients, command.variant)
+            commands.append(runner.command(command, data))
+        except FAILURES as exc:
+            print(f"  {command.name} FAILED: {exc}", file=sys.stderr, flush=True)
+            failed.append(f"{command.name}@{patients}")
+    datasets.drop(patients)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    chosen = [by_name(args.scenario)] if args.scenario else SCENARIOS
+    plain = [s for s in SCENARIOS if s.name in args.names]
+    scale = [s for s in SCALE_SCENARIOS if s.name in args.names]
+    sweeps = [c for c in SWEEPS if c.name in args.names]
     wrk = ensure_wrk()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     workdir = Path(tempfile.mkdtemp(prefix="recovery-bench-"))
+    outcomes: list[Outcome] = []
+    commands: list[CommandOutcome] = []
+    failed: list[str] = []
+    datasets = Datasets(workdir)
     try:
         runner = Runner(args, wrk, workdir)
         context = runner.context()
-        outcomes: list[Outcome] = []
-        failed: list[str] = []
-        for scenario in chosen:
+        for scenario in plain:
             try:
                 outcomes.append(runner.scenario(scenario))
-            except (RuntimeError, ValueError, httpx.HTTPError, subprocess.SubprocessError) as exc:
+            except FAILURES as exc:
                 # One scenario's failure (its setup, a server, wrk) does not cost the others.
                 print(f"  {scenario.name} FAILED: {exc}", file=sys.stderr, flush=True)
                 failed.append(scenario.name)
+        for patients in args.patients if scale or sweeps else []:
+            run_size(runner, datasets, patients, scale, sweeps, outcomes, commands, failed)
     except KeyboardInterrupt:
         print("\nInterrupted: servers stopped.", file=sys.stderr)
         return 130
@@ -217,10 +375,14 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     for outcome in outcomes:
         print_outcome(outcome)
-    if outcomes:
-        print_summary(outcomes)
+    for command_outcome in commands:
+        print_command(command_outcome)
+    print_datasets(datasets.seeded)
+    if outcomes or commands:
+        print_summary(outcomes, commands)
+    print_growth(outcomes, commands)
     path = RESULTS_DIR / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    write_json(path, context, outcomes)
+    write_json(path, context, outcomes, commands, datasets.seeded)
     print(f"\nResults: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     if failed:
         print(f"Failed (no figures): {', '.join(failed)}", file=sys.stderr)

@@ -13,11 +13,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import httpx
 from loadgen import LoadRequest, WrkResult, lua_string
 from servers import Admin
+
+if TYPE_CHECKING:
+    from dataset import Dataset
 
 HTTP_TIMEOUT_S = 30
 PATIENT_TIMEZONE = "Europe/Berlin"
@@ -35,8 +39,12 @@ class Target:
     max_errors: int | None = None  # unexpected statuses + socket errors (+ refused batch items)
     min_items_per_s: float | None = None  # items (batch logs) the service accepted per second
     items: str = "items"  # what the items are called
+    # With readers beside (`Scenario.readers`): the service's p99 then, over its p99 alone.
+    max_p99_growth: float | None = None
 
-    def misses(self, ratio: float, service: WrkResult) -> list[str]:
+    def misses(
+        self, ratio: float, service: WrkResult, beside: WrkResult | None = None
+    ) -> list[str]:
         missed = []
         if self.min_ratio is not None and ratio < self.min_ratio:
             missed.append(f"ratio {ratio:.2f} < {self.min_ratio}")
@@ -48,6 +56,12 @@ class Target:
         items_per_s = service.items_per_s or 0.0
         if self.min_items_per_s is not None and items_per_s < self.min_items_per_s:
             missed.append(f"{items_per_s:.0f} {self.items}/s < {self.min_items_per_s:.0f}")
+        if self.max_p99_growth is not None and beside is not None:
+            growth = beside.p99_ms / service.p99_ms if service.p99_ms else float("inf")
+            if growth > self.max_p99_growth:
+                missed.append(f"p99 x{growth:.2f} with readers > x{self.max_p99_growth}")
+            if beside.errors:
+                missed.append(f"{beside.errors} errors with readers")
         return missed
 
     def describe(self) -> str:
@@ -60,6 +74,8 @@ class Target:
             parts.append(f"errors <= {self.max_errors}")
         if self.min_items_per_s is not None:
             parts.append(f">= {self.min_items_per_s:.0f} {self.items}/s")
+        if self.max_p99_growth is not None:
+            parts.append(f"p99 with readers <= x{self.max_p99_growth} alone")
         return ", ".join(parts)
 
 
@@ -74,6 +90,13 @@ class Scenario:
     duration: int | None = None  # measured seconds; None: the runner's --duration
     items_per_request: int | None = None  # a batch: report items/s too
     item_name: str = "items"
+    # On the seeded clinic (bench/dataset.py, bench/scale.py): prepared from the dataset on a
+    # copy of the seeded database instead of by `prepare` on a fresh one.
+    seeded: "Callable[[httpx.Client, Dataset], LoadRequest] | None" = None
+    # A second load run beside the measured one, on the same service: the scenario is measured
+    # alone, then again with this load beside it (its own wrk, `reader_connections`).
+    readers: "Callable[[httpx.Client, Dataset], LoadRequest] | None" = None
+    reader_connections: int = 4
 
 
 # --- preparation through the running service --------------------------------------------------
