@@ -27,7 +27,7 @@ from api.services.progress_store import MILESTONE_EVALUATION as MILESTONES
 from api.services.progress_store import PATIENT_PROGRESS as PROGRESS
 from api.services.progress_store import PROCEDURE_EVALUATION as PROCEDURES
 from models.patient import Patient
-from models.symptom_log import Alert, AlertKind
+from models.symptom_log import Alert
 from tests.factories import World, auth, patient_token
 
 ALERT: Table = Alert.__table__  # type: ignore[attr-defined]
@@ -349,21 +349,6 @@ def _as_of(stored_as_of: date | None, timezone: str, since: datetime) -> date:
     return today
 
 
-def _missed_covered(connection: Connection, patient_id: uuid.UUID) -> dict[uuid.UUID, int]:
-    """The last scheduled day that each procedure's missed_check_in alerts covered: the alerts
-    are the record of what the clock has already raised."""
-    covered: dict[uuid.UUID, int] = {}
-    rows = connection.execute(
-        select(ALERT.c.details).where(
-            ALERT.c.patient_id == patient_id, ALERT.c.kind == AlertKind.missed_check_in
-        )
-    )
-    for (details,) in rows:
-        procedure_id = uuid.UUID(details["procedure_id"])
-        covered[procedure_id] = max(details["missed_through_day"], covered.get(procedure_id, -1))
-    return covered
-
-
 def stale_rows(connection: Connection, subject: Subject, since: datetime) -> list[str]:
     """How the patient's stored rows differ from the engine's evaluation made from scratch."""
     patient = progress_store.patient_row(connection, subject.id)
@@ -374,7 +359,7 @@ def stale_rows(connection: Connection, subject: Subject, since: datetime) -> lis
     if progress is None:
         return [f"{subject.name}: no patient_progress row"]
     as_of = _as_of(progress.as_of, patient.timezone, since)
-    covered = _missed_covered(connection, subject.id)
+    covered = progress_store.AlertRecord.read(connection, subject.id).covered()
     results = progress_store.evaluate_patient(connection, patient, as_of=as_of, covered=covered)
     stored = _stored_procedures(connection, subject.id)
     found = []

@@ -133,7 +133,9 @@ class AlertRecord:
     """What the clock's alerts already covered for a patient."""
 
     closings: set[str] = field(default_factory=set)  # "<procedure id>/<milestone key>"
-    missed_through: dict[str, int] = field(default_factory=dict)  # procedure id -> last day
+    # procedure id -> the date of the last scheduled check-in covered: a date, not a day on the
+    # clock, so that a procedure whose date is corrected keeps what was covered in the calendar.
+    missed_through: dict[str, date] = field(default_factory=dict)
 
     @classmethod
     def read(cls, connection: Connection, patient_id: uuid.UUID) -> "AlertRecord":
@@ -141,12 +143,15 @@ class AlertRecord:
         for kind, details in connection.execute(_RAISED, {"patient_id": patient_id}):
             if kind == AlertKind.milestone_not_met:
                 record.closings.update(details.get("closings", []))
-            elif (day := details.get("missed_through_day")) is not None:
-                procedure = details.get("procedure_id", "")
+            elif (on := details.get("missed_through_on")) is not None:
+                procedure, through = details.get("procedure_id", ""), date.fromisoformat(on)
                 record.missed_through[procedure] = max(
-                    day, record.missed_through.get(procedure, day)
+                    through, record.missed_through.get(procedure, through)
                 )
         return record
+
+    def covered(self) -> dict[uuid.UUID, date]:
+        return {uuid.UUID(p): on for p, on in self.missed_through.items() if p}
 
 
 _NEXT_CHANGES = select(PROCEDURE_EVALUATION.c.next_change_on).where(
@@ -211,10 +216,11 @@ def evaluate_patient(
     patient: PatientRow,
     *,
     as_of: date,
-    covered: Mapping[uuid.UUID, int | None] | None = None,
+    covered: Mapping[uuid.UUID, date] | None = None,
 ) -> list[Evaluation]:
     """Every procedure of the patient evaluated on `as_of` by the engine, straight from the
-    records (the source of truth the stored rows are checked against)."""
+    records (the source of truth the stored rows are checked against). `covered`: per
+    procedure, the date of the last scheduled check-in a missed_check_in alert covered."""
     procedures = procedure_facts(connection, patient.id)
     if not procedures:
         return []
@@ -232,7 +238,9 @@ def evaluate_patient(
             procedures=procedures,
             logs=logs,
             as_of=as_of,
-            missed_covered_through=covered.get(p.id),
+            missed_covered_through=(covered[p.id] - p.performed_on).days
+            if p.id in covered
+            else None,
         )
         for p in procedures
     ]
@@ -264,8 +272,7 @@ def refresh(
         return None
     as_of = today or today_in(patient.timezone)
     record = AlertRecord.read(connection, patient_id)
-    covered = {uuid.UUID(p): day for p, day in record.missed_through.items() if p}
-    results = evaluate_patient(connection, patient, as_of=as_of, covered=covered)
+    results = evaluate_patient(connection, patient, as_of=as_of, covered=record.covered())
     now = utc_now()
     procedure_rows, milestone_rows, raised = [], [], []
     for result in results:
@@ -300,6 +307,7 @@ def _raise_missed(connection: Connection, patient: PatientRow, result: Evaluatio
             "missed_from_day": missed.first_day,
             "missed_from_on": (performed_on + timedelta(days=missed.first_day)).isoformat(),
             "missed_through_day": missed.through_day,
+            "missed_through_on": (performed_on + timedelta(days=missed.through_day)).isoformat(),
             "phase": missed.phase,
             "grace_days": missed.grace_days,
             "detected_on": result.as_of.isoformat(),

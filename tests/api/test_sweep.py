@@ -246,6 +246,7 @@ def missed_details(
         "missed_from_day": first,
         "missed_from_on": (performed_on + timedelta(days=first)).isoformat(),
         "missed_through_day": through,
+        "missed_through_on": (performed_on + timedelta(days=through)).isoformat(),
         "phase": phase,
         "grace_days": grace,
         "detected_on": detected_on.isoformat(),
