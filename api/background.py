@@ -32,8 +32,14 @@ async def sweep_once(
             due = await database.lookup(sweep.due_patients, now=now)
             total = sweep.SweepCounts()
             started = time.monotonic()
-            for chunk in sweep.chunks(due):
-                total.add(await database.write(sweep.sweep_chunk, patient_ids=chunk, now=now))
+            remaining = sorted(due)
+            while remaining:
+                # Each chunk is a write use-case of its own: requests take turns in between.
+                done = await database.write(
+                    sweep.sweep_chunk, patient_ids=remaining[: sweep.CHUNK], now=now
+                )
+                total.add(done)
+                remaining = remaining[done.candidates :]
             if due:
                 sweep.log_counts(total, time.monotonic() - started)
             return total

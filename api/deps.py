@@ -168,9 +168,12 @@ async def _catch_up(
     patients whose stored evaluation the clock has overtaken (usually none, between local
     midnight and the next periodic sweep) are swept now, in a write use-case of their own."""
     database = _database(request)
-    due = await database.lookup(sweep.due_now, clinic_id=clinic_id, patient_id=patient_id)
-    if due:
-        await database.write(sweep.sweep_chunk, patient_ids=due)
+    remaining = sorted(
+        await database.lookup(sweep.due_now, clinic_id=clinic_id, patient_id=patient_id)
+    )
+    while remaining:
+        done = await database.write(sweep.sweep_chunk, patient_ids=remaining[: sweep.CHUNK])
+        remaining = remaining[done.candidates :]
 
 
 async def fresh_patient_progress(patient: PatientRefDep, request: Request) -> None:

@@ -15,7 +15,7 @@ raises one alert, not one per day missed.
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -27,7 +27,10 @@ from api.services.records import PATIENT
 
 logger = logging.getLogger("recovery_tracker.sweep")
 PROGRESS = progress_store.PATIENT_PROGRESS
-CHUNK = 200  # patients per transaction: one fsync per chunk, and short write turns
+CHUNK = 200  # patients per transaction at most: one fsync per chunk
+# A transaction ends once it has run this long (after the patient in hand): on SQLite it holds
+# the database's one write lock, and the server's requests wait behind it.
+CHUNK_BUDGET_S = 0.25
 # No time zone is more than 14 hours ahead of UTC: a patient's today is at most UTC's + 1 day.
 _AHEAD = timedelta(days=1)
 _SWEEP_LOCK_KEY = 0x5EE9_0001  # pg_advisory_lock key of the sweep
@@ -35,7 +38,7 @@ _SWEEP_LOCK_KEY = 0x5EE9_0001  # pg_advisory_lock key of the sweep
 _DUE = (
     select(PROGRESS.c.patient_id)
     .where(PROGRESS.c.next_change_on <= bindparam("until", type_=PROGRESS.c.next_change_on.type))
-    .order_by(PROGRESS.c.next_change_on, PROGRESS.c.patient_id)
+    .order_by(PROGRESS.c.patient_id)
 )
 _STILL_DUE = (
     select(PROGRESS.c.next_change_on, PATIENT.c.timezone)
@@ -69,11 +72,6 @@ def due_patients(connection: Connection, *, now: datetime | None = None) -> list
     return list(connection.execute(_DUE, {"until": until}).scalars())
 
 
-def chunks(ids: list[uuid.UUID], size: int = CHUNK) -> Iterator[list[uuid.UUID]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
 def _lock(connection: Connection, patient_id: uuid.UUID) -> None:
     if connection.dialect.name != "sqlite":  # SQLite: the write transaction is the lock
         connection.execute(_LOCK_PATIENT, {"patient_id": patient_id}).first()
@@ -94,15 +92,22 @@ def _due_today(
 def sweep_chunk(
     connection: Connection,
     *,
-    patient_ids: Iterable[uuid.UUID],
+    patient_ids: Sequence[uuid.UUID],
     now: datetime | None = None,
     force: bool = False,
+    budget_s: float = CHUNK_BUDGET_S,
 ) -> SweepCounts:
-    """Re-evaluate the patients of one chunk that are still due (all of them with `force`), and
-    commit once. Returns the counts, alerts by kind."""
+    """Re-evaluate the patients of a chunk that are still due (all of them with `force`), in
+    ascending id order, and commit once. It stops early, after at least one patient, once it
+    has run `budget_s`: `candidates` says how many it went through, the caller goes on from
+    there. Patients are locked in id order, so two sweeps never wait on each other in a
+    cycle (PostgreSQL found such deadlocks between the cron sweep and a read's catch-up)."""
     now = now or datetime.now(UTC)
+    started = time.monotonic()
     counts = SweepCounts()
-    for patient_id in patient_ids:
+    for patient_id in sorted(patient_ids):
+        if counts.candidates and time.monotonic() - started > budget_s:
+            break
         counts.candidates += 1
         _lock(connection, patient_id)
         found = _due_today(connection, patient_id, now)
@@ -172,9 +177,12 @@ def _sweep_chunks(
     total = SweepCounts()
     started = time.monotonic()
     logger.info("sweep started: %d candidate patients", len(patient_ids))
-    for chunk in chunks(patient_ids):
+    remaining = sorted(patient_ids)
+    while remaining:
         with engine.connect() as connection:
-            total.add(sweep_chunk(connection, patient_ids=chunk, now=now, force=force))
+            done = sweep_chunk(connection, patient_ids=remaining[:CHUNK], now=now, force=force)
+        total.add(done)
+        remaining = remaining[done.candidates :]
         logger.info("sweep progress: %d/%d patients", total.candidates, len(patient_ids))
     log_counts(total, time.monotonic() - started)
     return total

@@ -872,3 +872,28 @@ def test_the_server_sweeps_periodically(
         time.sleep(0.05)
     assert_store_matches_report(client, world, engine, patient)
     assert alerts_of(client, world, patient) == []
+
+
+def test_a_chunk_stops_after_its_time_budget_and_the_sweep_goes_on_from_there(
+    client: TestClient, world: World, db: Session, settings: Settings, engine: Engine
+) -> None:
+    """A transaction ends once it has run its budget (on SQLite it holds the one write lock):
+    with no budget at all, each chunk evaluates one patient, in ascending id order, and the
+    sweep still reaches every due patient."""
+    patients = [new_patient(db, settings, world)[0] for _ in range(3)]
+    for patient in patients:
+        add_procedure(client, world, patient, today_in())
+    day_40 = local_instant(today_in() + timedelta(days=40))
+    ids = [p.id for p in patients]
+
+    with engine.connect() as connection:
+        first = sweep.sweep_chunk(connection, patient_ids=ids, now=day_40, budget_s=0)
+    assert (first.candidates, first.evaluated) == (1, 1)
+    assert progress_row(engine, min(ids)).as_of == (day_40.astimezone(ZoneInfo(BERLIN))).date()
+
+    counts = sweep.run(engine, now=day_40)
+    assert counts is not None
+    assert counts.evaluated == 2  # the other two: the first is no longer due
+    assert {progress_row(engine, i).as_of for i in ids} == {
+        day_40.astimezone(ZoneInfo(BERLIN)).date()
+    }
