@@ -18,9 +18,14 @@ IMMEDIATE_SIDE_EFFECTS_KEY = "soreness_persisting"
 # What each finding says, with the numbers (API.md §Progress against milestones). The fields
 # are the finding's facts: api/clinical/wording.py reads them back to word them for the patient.
 MESSAGES = {
-    "red_flag": "red flags reported: {flags}; get medical help right away",
-    "pain_flare": "pain at least {rise} points above baseline in {n} check-ins on days {start}-{end}",
-    "soreness_persisting": "injection-site {effects} still reported on day {day} or later",
+    "red_flag": "red flags reported: {flags}",
+    "pain_flare": (
+        "pain {pains} on {days} vs baseline {baseline}; a flare is pain at least {rise} points "
+        "above baseline ({threshold} or more) in {n} check-ins on days {start}-{end}"
+    ),
+    "soreness_persisting": (
+        "injection-site {effects} reported on {days} (expected to settle by day {settled})"
+    ),
     "pain_not_improved": (
         "pain {observed} vs baseline {baseline}; improved means a {change} of {points} points "
         "or {percent} % (to {target} or {bound})"
@@ -62,6 +67,11 @@ def finding(code: str, **facts: object) -> Finding:
 
 def one_decimal(value: float) -> str:
     return f"{value:.1f}"
+
+
+def days_said(days: Sequence[int]) -> str:
+    """ "day 3", "days 9, 11": the days on the clock a finding saw."""
+    return f"day {days[0]}" if len(days) == 1 else "days " + ", ".join(map(str, days))
 
 
 @dataclass
@@ -147,54 +157,72 @@ def state_of(day_now: int, start: int, end: int) -> str:
 
 
 def _red_flag_findings(logs: Sequence[ClockLog]) -> list[Finding]:
-    flags = sorted({flag for log in logs for flag in log.red_flags})
-    if not flags:
+    """Each red flag with the days it was reported on: what happened, for the clinician (the
+    patient's wording adds the urgent advice)."""
+    days: dict[str, set[int]] = {}
+    for log in logs:
+        for flag in log.red_flags:
+            days.setdefault(flag, set()).add(log.day)
+    if not days:
         return []
-    return [finding("red_flag", flags=", ".join(flags))]
+    flags = [f"{flag} ({days_said(sorted(days[flag]))})" for flag in sorted(days)]
+    return [finding("red_flag", flags="; ".join(flags))]
+
+
+def _pain_flare(
+    logs: Sequence[ClockLog], base_pain: float, flare: dict[str, Any]
+) -> Finding | None:
+    """Enough check-ins in the flare days with pain at or above baseline + the rise."""
+    threshold = base_pain + flare["rise_points"]
+    flares = sorted(
+        (
+            log
+            for log in logs
+            if flare["from_day"] <= log.day <= flare["to_day"] and log.pain >= threshold
+        ),
+        key=lambda log: log.day,
+    )
+    if len(flares) < flare["min_logs"]:
+        return None
+    return finding(
+        "pain_flare",
+        pains=", ".join(_as_given(log.pain) for log in flares),
+        days=days_said([log.day for log in flares]),
+        baseline=one_decimal(base_pain),
+        rise=_as_given(flare["rise_points"]),
+        threshold=one_decimal(threshold),
+        n=flare["min_logs"],
+        start=flare["from_day"],
+        end=flare["to_day"],
+    )
+
+
+def _soreness_persisting(logs: Sequence[ClockLog], sore: dict[str, Any]) -> Finding | None:
+    """Injection-site soreness still reported from the day it should have settled by."""
+    late = [
+        log
+        for log in logs
+        if log.day >= sore["from_day"] and set(log.side_effects) & set(sore["side_effects"])
+    ]
+    if not late:
+        return None
+    effects = {e for log in late for e in log.side_effects if e in sore["side_effects"]}
+    return finding(
+        "soreness_persisting",
+        effects=", ".join(sorted(effects)).replace("_", " "),
+        days=days_said(sorted({log.day for log in late})),
+        settled=sore["from_day"] - 1,
+    )
 
 
 def immediate_findings(
     logs: Sequence[ClockLog], baseline: Baseline | None, spec: dict[str, Any]
 ) -> list[Finding]:
     findings = _red_flag_findings(logs)
-    flare = spec["pain_flare"]
     base_pain = baseline["pain"] if baseline else None
-    if base_pain is not None:
-        flares = [
-            log
-            for log in logs
-            if flare["from_day"] <= log.day <= flare["to_day"]
-            and log.pain >= base_pain + flare["rise_points"]
-        ]
-        if len(flares) >= flare["min_logs"]:
-            findings.append(
-                finding(
-                    "pain_flare",
-                    rise=flare["rise_points"],
-                    n=len(flares),
-                    start=flare["from_day"],
-                    end=flare["to_day"],
-                )
-            )
-    sore = spec["soreness_persisting"]
-    late = sorted(
-        {
-            effect
-            for log in logs
-            if log.day >= sore["from_day"]
-            for effect in log.side_effects
-            if effect in sore["side_effects"]
-        }
-    )
-    if late:
-        findings.append(
-            finding(
-                "soreness_persisting",
-                effects=", ".join(late).replace("_", " "),
-                day=sore["from_day"],
-            )
-        )
-    return findings
+    flare = None if base_pain is None else _pain_flare(logs, base_pain, spec["pain_flare"])
+    sore = _soreness_persisting(logs, spec["soreness_persisting"])
+    return findings + [found for found in (flare, sore) if found is not None]
 
 
 def _immediate_status(state: str, findings: list[Finding], n_logs: int) -> str:

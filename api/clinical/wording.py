@@ -6,6 +6,7 @@ It words how the patient is doing against how they were before the procedure, ne
 treatment works or failed: milestones cannot show that (CLINICAL.md, the caveat).
 """
 
+import math
 import re
 import string
 from collections.abc import Callable
@@ -48,6 +49,8 @@ def _pattern(template: str) -> re.Pattern[str]:
 
 
 PATTERNS = {code: _pattern(template) for code, template in MESSAGES.items()}
+# One flag of a red_flag finding: "fever (day 3)", "new_weakness (days 1, 2)".
+_FLAG_ON = re.compile(r"(?P<flag>[a-z_]+) \((?P<days>days? -?\d+(?:, -?\d+)*)\)")
 
 
 def facts_of(code: str, message: str) -> Facts | None:
@@ -64,6 +67,25 @@ def facts_of(code: str, message: str) -> Facts | None:
 def _number(text: str) -> str:
     """6.0 -> "6", 4.5 -> "4.5"."""
     return f"{float(text):g}"
+
+
+def half_that_counts(target: str, bound: str) -> str:
+    """A target on the 0.5 steps a median of whole-number scores can take, rounded toward the
+    side that still counts ("4.2 or less" -> "4", "6.3 or more" -> "6.5"): a median reaches the
+    worded number exactly when it reaches the target."""
+    halves = float(target) * 2
+    return _number(str((math.floor(halves) if bound == "less" else math.ceil(halves)) / 2))
+
+
+def _day_numbers(text: str) -> list[str]:
+    """ "days 9, 11" -> ["9", "11"] (milestones.days_said, read back)."""
+    return text.removeprefix("days ").removeprefix("day ").split(", ")
+
+
+def _days(text: str) -> str:
+    """ "days 9, 11" -> "days 9 and 11"."""
+    days = list(dict.fromkeys(_day_numbers(text)))
+    return f"day {days[0]}" if len(days) == 1 else f"days {_and(days)}"
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -84,15 +106,23 @@ def _now_and_before(observed: str, baseline: str) -> str:
 
 
 def _red_flag(facts: Facts) -> str:
-    flags = [RED_FLAGS.get(flag, flag.replace("_", " ")) for flag in facts["flags"].split(", ")]
-    return f"You reported {_and(flags)}. {URGENT}"
+    said = []
+    for item in facts["flags"].split("; "):
+        found = _FLAG_ON.fullmatch(item)
+        if found is None:  # a message of an older shape: the advice still stands
+            return URGENT
+        flag = found["flag"]
+        said.append(f"{RED_FLAGS.get(flag, flag.replace('_', ' '))} on {_days(found['days'])}")
+    return f"You reported {_and(said)}. {URGENT}"
 
 
 def _pain_flare(facts: Facts) -> str:
-    check_ins = _count(int(facts["n"]), "check-in", "check-ins")
+    pains = [_number(pain) for pain in facts["pains"].split(", ")]
+    said = pains[0] if len(set(pains)) == 1 else _and(pains)
     return (
-        f"Your pain was at least {facts['rise']} points higher than before the procedure in "
-        f"{check_ins} on days {facts['start']} to {facts['end']} after it. "
+        f"On {_days(facts['days'])} your pain was {said} out of {SCALE}, at least "
+        f"{facts['rise']} points higher than before the procedure "
+        f"({_number(facts['baseline'])} out of {SCALE}). "
         "Please let your care team know."
     )
 
@@ -100,8 +130,8 @@ def _pain_flare(facts: Facts) -> str:
 def _soreness_persisting(facts: Facts) -> str:
     effects = [e.removeprefix("injection site ") for e in facts["effects"].split(", ")]
     return (
-        f"You still had {_and(effects)} where you had the injection on day {facts['day']} or "
-        "later. This usually settles within a few days, so please let your care team know."
+        f"You still had {_and(effects)} where you had the injection on {_days(facts['days'])}. "
+        f"This usually settles by day {facts['settled']}, so please let your care team know."
     )
 
 
@@ -119,7 +149,7 @@ def _pain_not_improved(facts: Facts) -> str:
         lower = "lower" if facts["bound"] == "less" else "higher"
         said += (
             f" By this stage many people notice it {facts['change']} to "
-            f"{_number(facts['target'])} or {lower}."
+            f"{half_that_counts(facts['target'], facts['bound'])} or {lower}."
         )
     return said + " Keep checking in; your care team can talk it through with you."
 

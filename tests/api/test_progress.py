@@ -598,7 +598,7 @@ def test_the_patient_reads_the_same_finding_in_plain_words(
         {
             "code": "pain_not_improved",
             "message": "Your pain is about the same as before the procedure (6 out of 10). "
-            "By this stage many people notice it drop to 4.2 or lower. "
+            "By this stage many people notice it drop to 4 or lower. "
             "Keep checking in; your care team can talk it through with you.",
         }
     ]

@@ -595,15 +595,59 @@ def messages(result: MilestoneResult) -> dict[str, str]:
     return {f.code: f.message for f in result.findings}
 
 
-def test_the_immediate_findings_keep_their_messages() -> None:
+def test_the_immediate_findings_say_what_was_seen_and_on_which_days() -> None:
     logs = [
+        log(3, 4, red_flags=["fever"]),
         log(8, 9, side_effects=["swelling", "redness"]),
         log(9, 9, red_flags=["new_weakness", "fever"]),
+        log(11, 10, side_effects=["swelling"]),
     ]
-    assert messages(one("immediate", logs, baseline(5), 10)) == {
-        "red_flag": "red flags reported: fever, new_weakness; get medical help right away",
-        "pain_flare": "pain at least 2 points above baseline in 2 check-ins on days 7-14",
-        "soreness_persisting": "injection-site redness, swelling still reported on day 8 or later",
+    assert messages(one("immediate", logs, baseline(7), 12)) == {
+        "red_flag": "red flags reported: fever (days 3, 9); new_weakness (day 9)",
+        "pain_flare": "pain 9, 9, 10 on days 8, 9, 11 vs baseline 7.0; a flare is pain at least "
+        "2 points above baseline (9.0 or more) in 2 check-ins on days 7-14",
+        "soreness_persisting": "injection-site redness, swelling reported on days 8, 11 "
+        "(expected to settle by day 7)",
+    }
+
+
+def test_the_red_flag_finding_is_for_the_clinician_and_gives_no_advice() -> None:
+    [finding] = one("immediate", [log(3, 5, red_flags=["fever"])], baseline(), 5).findings
+    assert finding == Finding("red_flag", "red flags reported: fever (day 3)")
+
+
+def test_a_pain_flare_names_only_the_check_ins_that_flared() -> None:
+    logs = [log(6, 9), log(9, 9), log(10, 8), log(10, 9)]
+    assert messages(one("immediate", logs, baseline(7), 12)) == {
+        "pain_flare": "pain 9, 9 on days 9, 10 vs baseline 7.0; a flare is pain at least "
+        "2 points above baseline (9.0 or more) in 2 check-ins on days 7-14"
+    }
+
+
+def test_soreness_persisting_names_the_days_it_was_still_reported() -> None:
+    logs = [log(5, 4, side_effects=["swelling"]), log(9, 4, side_effects=["swelling"])]
+    logs += [log(10, 4, side_effects=["fatigue"]), log(11, 4, side_effects=["swelling"])]
+    assert messages(one("immediate", logs, baseline(), 12)) == {
+        "soreness_persisting": "injection-site swelling reported on days 9, 11 "
+        "(expected to settle by day 7)"
+    }
+
+
+def test_another_protocol_words_its_own_immediate_rules() -> None:
+    rules = copy.deepcopy(RULES)
+    rules["milestones"][0] |= {
+        "pain_flare": {"from_day": 5, "to_day": 12, "min_logs": 3, "rise_points": 1.5},
+        "soreness_persisting": {"from_day": 6, "side_effects": ["redness"]},
+    }
+    logs = [log(5, 6), log(6, 7, side_effects=["redness"]), log(12, 6.5)]
+    [immediate, *_] = milestones.evaluate(
+        rules=rules, logs=logs, baseline=baseline(4.5), day_now=13
+    )
+    assert messages(immediate) == {
+        "pain_flare": "pain 6, 7, 6.5 on days 5, 6, 12 vs baseline 4.5; a flare is pain at least "
+        "1.5 points above baseline (6.0 or more) in 3 check-ins on days 5-12",
+        "soreness_persisting": "injection-site redness reported on day 6 "
+        "(expected to settle by day 5)",
     }
 
 

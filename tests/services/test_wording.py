@@ -101,7 +101,7 @@ def test_pain_unchanged_is_said_plainly_with_the_numbers_to_expect() -> None:
     patient = for_patient(logs_in("short_term", 6, 6, 6), baseline(6), 100)
     assert said(patient, "short_term") == {
         "pain_not_improved": "Your pain is about the same as before the procedure (6 out of 10). "
-        "By this stage many people notice it drop to 4.2 or lower. "
+        "By this stage many people notice it drop to 4 or lower. "
         "Keep checking in; your care team can talk it through with you."
     }
 
@@ -120,6 +120,59 @@ def test_pain_a_little_lower_says_so() -> None:
         "Your pain is a little lower than before the procedure (7 out of 10 now, 8 before). "
         "By this stage many people notice it drop to 6 or lower."
     )
+
+
+@pytest.mark.parametrize(
+    ("base", "target", "worded"),
+    [(3, "2.1", "2"), (6, "4.2", "4"), (6.5, "4.5", "4.5"), (8, "6.0", "6"), (5.5, "3.8", "3.5")],
+)
+def test_the_pain_to_expect_is_a_score_a_patient_can_have(
+    base: float, target: str, worded: str
+) -> None:
+    results = milestones.evaluate(
+        rules=RULES, logs=logs_in("short_term", base), baseline=baseline(base), day_now=40
+    )
+    clinician = said(report(results), "short_term")["pain_not_improved"]
+    assert clinician.endswith(f"(to {target} or less)")
+    patient = said(wording.for_patient(report(results)), "short_term")["pain_not_improved"]
+    assert f" drop to {worded} or lower. " in patient
+
+
+MEDIANS = [half / 2 for half in range(2 * wording.SCALE + 1)]  # 0, 0.5, ..., 10
+CLINICIAN_TARGET = re.compile(r"baseline (?P<base>[\d.]+); .* \(to (?P<target>[\d.]+) or less\)")
+PATIENT_TARGET = re.compile(r" drop to (?P<target>[\d.]+) or lower\. ")
+
+
+@pytest.mark.parametrize("tenths", range(1, 10 * wording.SCALE + 1))
+def test_the_worded_pain_target_counts_exactly_the_medians_the_target_counts(tenths: int) -> None:
+    base = tenths / 10
+    results = milestones.evaluate(
+        rules=RULES, logs=logs_in("short_term", base), baseline=baseline(base), day_now=40
+    )
+    clinician = CLINICIAN_TARGET.search(said(report(results), "short_term")["pain_not_improved"])
+    patient = PATIENT_TARGET.search(
+        said(wording.for_patient(report(results)), "short_term")["pain_not_improved"]
+    )
+    assert clinician is not None
+    assert patient is not None, base
+    target, worded = float(clinician["target"]), float(patient["target"])
+    assert (2 * worded).is_integer()
+    metric = RULES["metrics"]["pain"]
+    for median in MEDIANS:
+        assert (median <= worded) == (median <= target), (base, median)
+        assert (median <= worded) == milestones.improved(metric, median, base), (base, median)
+
+
+@pytest.mark.parametrize("bound", ["less", "more"])
+def test_a_target_is_rounded_to_the_half_on_the_side_that_still_counts(bound: str) -> None:
+    for tenths in range(10 * wording.SCALE + 1):
+        target = f"{tenths / 10:.1f}"
+        worded = float(wording.half_that_counts(target, bound))
+        for median in MEDIANS:
+            if bound == "less":
+                assert (median <= worded) == (median <= float(target)), (target, median)
+            else:
+                assert (median >= worded) == (median >= float(target)), (target, median)
 
 
 def test_pain_from_a_baseline_of_zero_has_nothing_lower_to_expect() -> None:
@@ -169,37 +222,52 @@ def test_no_baseline_says_where_a_score_from_before_comes_from() -> None:
     }
 
 
-def test_red_flags_are_named_plainly_with_urgent_advice() -> None:
-    patient = for_patient([log(3, 5, red_flags=["saddle_numbness", "fever"])], baseline(), 5)
+def test_red_flags_are_named_plainly_with_their_days_and_urgent_advice() -> None:
+    logs = [log(3, 5, red_flags=["saddle_numbness", "fever"]), log(4, 5, red_flags=["fever"])]
+    patient = for_patient(logs, baseline(), 5)
     assert said(patient, "immediate") == {
-        "red_flag": "You reported a fever and numbness between your legs or around your bottom. "
-        "Please get medical help right away: call your care team, or emergency services if you "
-        "cannot reach them."
+        "red_flag": "You reported a fever on days 3 and 4 and numbness between your legs or "
+        "around your bottom on day 3. Please get medical help right away: call your care team, "
+        "or emergency services if you cannot reach them."
     }
+
+
+def test_a_red_flag_message_of_an_older_shape_still_carries_the_urgent_advice() -> None:
+    older = "red flags reported: fever, new_weakness; get medical help right away"
+    assert wording.patient_message("red_flag", older) == wording.URGENT
 
 
 def test_a_red_flag_in_a_later_window_carries_the_urgent_advice_too() -> None:
     logs = [*logs_in("short_term", 3), log(33, 3, red_flags=["bladder_bowel_change"])]
     message = said(for_patient(logs, baseline(7), 40), "short_term")["red_flag"]
-    assert message.startswith("You reported a change in bladder or bowel control.")
+    assert message.startswith("You reported a change in bladder or bowel control on day 33.")
     assert wording.URGENT in message
 
 
-def test_a_pain_flare_is_said_plainly() -> None:
+def test_a_pain_flare_is_said_plainly_with_its_scores_and_days() -> None:
     patient = for_patient([log(7, 8), log(9, 9)], baseline(5), 10)
     assert said(patient, "immediate") == {
-        "pain_flare": "Your pain was at least 2 points higher than before the procedure in "
-        "2 check-ins on days 7 to 14 after it. Please let your care team know."
+        "pain_flare": "On days 7 and 9 your pain was 8 and 9 out of 10, at least 2 points higher "
+        "than before the procedure (5 out of 10). Please let your care team know."
     }
 
 
-def test_soreness_persisting_is_said_plainly() -> None:
+def test_a_pain_flare_at_one_score_says_it_once() -> None:
+    patient = for_patient([log(9, 9), log(10, 9)], baseline(6.5), 11)
+    assert said(patient, "immediate") == {
+        "pain_flare": "On days 9 and 10 your pain was 9 out of 10, at least 2 points higher "
+        "than before the procedure (6.5 out of 10). Please let your care team know."
+    }
+
+
+def test_soreness_persisting_is_said_plainly_with_its_days() -> None:
     effects = ["injection_site_pain", "swelling", "redness"]
-    patient = for_patient([log(9, 4, side_effects=effects)], baseline(), 10)
+    logs = [log(9, 4, side_effects=effects), log(11, 4, side_effects=["swelling"])]
+    patient = for_patient(logs, baseline(), 12)
     assert said(patient, "immediate") == {
         "soreness_persisting": "You still had pain, redness and swelling where you had the "
-        "injection on day 8 or later. This usually settles within a few days, so please let "
-        "your care team know."
+        "injection on days 9 and 11. This usually settles by day 7, so please let your care "
+        "team know."
     }
 
 
