@@ -3,8 +3,9 @@ patient and kind (a repeat bumps the open one), listed, acknowledged and resolve
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Date, Table, and_, bindparam, exists, insert, or_, select, update
 from sqlmodel import Session
@@ -58,8 +59,9 @@ _WINDOW = select(LOG.c.local_date, LOG.c.pain, LOG.c.leg_pain, LOG.c.mobility, L
 )
 _AT, _KEY = bindparam("at", type_=LOG.c.recorded_at.type), bindparam("key", type_=LOG.c.id.type)
 # A log's neighbours on the clock: the effective logs just before and just after it.
+_NEIGHBOUR = (LOG.c.id, LOG.c.local_date, LOG.c.pain)
 _BEFORE = (
-    select(LOG.c.pain)
+    select(*_NEIGHBOUR)
     .where(
         _EFFECTIVE_ON,
         or_(LOG.c.recorded_at < _AT, and_(LOG.c.recorded_at == _AT, LOG.c.id < _KEY)),
@@ -68,7 +70,7 @@ _BEFORE = (
     .limit(1)
 )
 _AFTER = (
-    select(LOG.c.pain)
+    select(*_NEIGHBOUR)
     .where(
         _EFFECTIVE_ON,
         or_(LOG.c.recorded_at > _AT, and_(LOG.c.recorded_at == _AT, LOG.c.id > _KEY)),
@@ -124,13 +126,19 @@ def raise_alert(
 
 
 def _merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The new details over the open alert's: lists of names (red flags, closings) gather as
+    sets; anything else, such as a worsening alert's pair of logs, is the latest."""
     merged = dict(old)
     for key, value in new.items():
-        if isinstance(value, list) and isinstance(merged.get(key), list):
+        if _names(value) and _names(merged.get(key)):
             merged[key] = sorted(set(merged[key]) | set(value))
         else:
             merged[key] = value
     return merged
+
+
+def _names(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def check_new_logs(
@@ -157,7 +165,11 @@ def check_new_logs(
     if worsening := _worsening(connection, new_logs, procedures):
         raised.append(
             raise_alert(
-                connection, patient=patient, kind=AlertKind.worsening, log_id=worsening, details={}
+                connection,
+                patient=patient,
+                kind=AlertKind.worsening,
+                log_id=worsening.log_id,
+                details=worsening.details(),
             )
         )
     return raised
@@ -192,26 +204,71 @@ def _baseline(
     return baseline_rules.compute(None, points, rules)
 
 
-def _neighbour_is_high(
+class _Reading(NamedTuple):
+    """A log of a worsening pair: what the clinician reads of it."""
+
+    id: uuid.UUID
+    local_date: date
+    pain: int
+
+
+@dataclass(frozen=True)
+class Worsening:
+    """Two consecutive high logs on a procedure's clock, in clock order, and the rule they met."""
+
+    procedure: ProcedureRef
+    baseline_pain: float
+    threshold: float
+    pair: tuple[_Reading, _Reading]
+
+    @property
+    def log_id(self) -> uuid.UUID:
+        """The later log of the pair: the one that made it a trend, however they arrived."""
+        return self.pair[1].id
+
+    def details(self) -> dict[str, Any]:
+        performed_on = self.procedure.performed_on
+        return {
+            "procedure_id": str(self.procedure.id),
+            "baseline_pain": self.baseline_pain,
+            "threshold": self.threshold,
+            "logs": [
+                {
+                    "id": str(log.id),
+                    "day": (log.local_date - performed_on).days,
+                    "local_date": log.local_date.isoformat(),
+                    "pain": log.pain,
+                }
+                for log in self.pair
+            ],
+        }
+
+
+def _high_pair(
     connection: Connection, clock: dict[str, Any], log: LogRecord, threshold: float
-) -> bool:
-    """Whether the log just before or just after this one on the clock is high too."""
+) -> tuple[_Reading, _Reading] | None:
+    """This high log with the log just after it on the clock, else just before it, if that one
+    is high too: the later pair first."""
     values = clock | {"at": log.recorded_at, "key": log.id}
-    return any(
-        (pain := connection.execute(query, values).scalar()) is not None and pain >= threshold
-        for query in (_BEFORE, _AFTER)
-    )
+    this = _Reading(log.id, log.local_date, log.pain)
+    for query in (_AFTER, _BEFORE):
+        row = connection.execute(query, values).first()
+        if row is not None and row.pain >= threshold:
+            other = _Reading(row.id, row.local_date, row.pain)
+            return (this, other) if query is _AFTER else (other, this)
+    return None
 
 
 def _worsening(
     connection: Connection, new_logs: Sequence[LogRecord], procedures: Sequence[ProcedureRef]
-) -> uuid.UUID | None:
+) -> Worsening | None:
     """Two consecutive logs after day 14, both with pain >= baseline + 2 (CLINICAL.md), one of
-    them new. Bounded queries: the baseline window and each high new log's two neighbours."""
+    them new; the latest such pair. Bounded queries: the baseline window and each high new
+    log's two neighbours, latest log first, until a pair is found."""
     dates = [p.clock_date for p in procedures]
     # A batch spans a few days: place each day on the clock once, not each log.
     owners = {day: index_procedure(dates, day)[0] for day in {log.local_date for log in new_logs}}
-    for procedure in procedures:
+    for procedure in reversed(procedures):
         rules = protocols.rules(connection, procedure.protocol_id, procedure.protocol_version)
         rule = rules["worsening"]
         late = [
@@ -230,9 +287,9 @@ def _worsening(
             "start": procedure.performed_on + timedelta(days=rule["after_day"] + 1),
             "end": min(later) if later else _NO_END,
         }
-        for log in sorted(late, key=lambda item: (item.recorded_at, str(item.id))):
-            if log.pain >= threshold and _neighbour_is_high(connection, clock, log, threshold):
-                return log.id
+        for log in sorted(late, key=lambda item: (item.recorded_at, str(item.id)), reverse=True):
+            if log.pain >= threshold and (pair := _high_pair(connection, clock, log, threshold)):
+                return Worsening(procedure, base["pain"], threshold, pair)
     return None
 
 

@@ -810,3 +810,112 @@ def test_listing_alerts_is_audited(client: TestClient, world: World, db: Session
     events = fetch(db, select(AuditEvent).where(col(AuditEvent.action) == "alert.list"))
     assert len(events) == 1
     assert events[0].patient_id == world.patient_a.id
+
+
+# --- worsening: what the clinician reads --------------------------------------------------------
+
+
+def reading(stored: dict[str, Any], day: int) -> dict[str, Any]:
+    """A log of a worsening pair as the alert's details give it."""
+    return {
+        "id": stored["id"],
+        "day": day,
+        "local_date": (PERFORMED_ON + timedelta(days=day)).isoformat(),
+        "pain": stored["pain"],
+    }
+
+
+def batch(client: TestClient, world: World, pains_by_day: dict[int, int]) -> dict[int, str]:
+    """The logs sent in one batch; their ids by day."""
+    logs = [
+        {"client_id": str(uuid.uuid4()), "recorded_at": on_day(day), "pain": pain}
+        for day, pain in pains_by_day.items()
+    ]
+    response = client.post(
+        "/v1/me/symptom-logs/batch", headers=world.headers("patient_a"), json={"logs": logs}
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["created"] * len(logs)
+    return {day: r["id"] for day, r in zip(pains_by_day, results, strict=True)}
+
+
+def test_a_worsening_alert_names_the_pair_of_logs_and_the_rule(
+    client: TestClient, world: World
+) -> None:
+    procedure = add_procedure(client, world, baseline={"pain": 3})
+    first = created_log(client, world, pain=6, recorded_at=on_day(20))
+    second = created_log(client, world, pain=5, recorded_at=on_day(21))
+    (alert,) = worsening(client, world)
+    assert alert["log_id"] == second["id"]
+    assert alert["details"] == {
+        "procedure_id": procedure["id"],
+        "baseline_pain": 3.0,
+        "threshold": 5.0,
+        "logs": [reading(first, 20), reading(second, 21)],
+    }
+
+
+def test_a_batch_that_brings_both_logs_points_at_the_later_one(
+    client: TestClient, world: World
+) -> None:
+    add_procedure(client, world, baseline={"pain": 3})
+    ids = batch(client, world, {20: 6, 21: 7})
+    (alert,) = worsening(client, world)
+    assert alert["log_id"] == ids[21]
+    assert [(r["id"], r["day"], r["pain"]) for r in alert["details"]["logs"]] == [
+        (ids[20], 20, 6),
+        (ids[21], 21, 7),
+    ]
+
+
+def test_a_batch_out_of_order_names_its_latest_pair(client: TestClient, world: World) -> None:
+    add_procedure(client, world, baseline={"pain": 3})
+    ids = batch(client, world, {22: 8, 20: 6, 24: 2, 21: 7})
+    (alert,) = worsening(client, world)
+    assert alert["log_id"] == ids[22]
+    assert [r["id"] for r in alert["details"]["logs"]] == [ids[21], ids[22]]
+    assert alert["occurrences"] == 1
+
+
+def test_a_pair_completed_by_an_earlier_log_sent_late_points_at_the_later_log(
+    client: TestClient, world: World
+) -> None:
+    add_procedure(client, world, baseline={"pain": 3})
+    later = created_log(client, world, pain=5, recorded_at=on_day(30))
+    earlier = created_log(client, world, pain=6, recorded_at=on_day(23))
+    (alert,) = worsening(client, world)
+    assert alert["log_id"] == later["id"]
+    assert alert["details"]["logs"] == [reading(earlier, 23), reading(later, 30)]
+
+
+def test_a_bump_of_an_open_worsening_alert_keeps_the_latest_pair(
+    client: TestClient, world: World
+) -> None:
+    procedure = add_procedure(client, world, baseline={"pain": 4})
+    for day in (19, 26):
+        created_log(client, world, pain=7, recorded_at=on_day(day))
+    (first,) = worsening(client, world)
+    third = created_log(client, world, pain=8, recorded_at=on_day(33))
+    (alert,) = worsening(client, world)
+    assert alert["id"] == first["id"]
+    assert alert["occurrences"] == 2
+    assert alert["log_id"] == third["id"]
+    assert alert["details"] == {
+        "procedure_id": procedure["id"],
+        "baseline_pain": 4.0,
+        "threshold": 6.0,
+        "logs": [first["details"]["logs"][1], reading(third, 33)],
+    }
+
+
+def test_a_worsening_alert_reads_a_baseline_from_pre_procedure_logs(
+    client: TestClient, world: World
+) -> None:
+    add_procedure(client, world)
+    for day, pain in ((-20, 3), (-10, 4), (-2, 6)):
+        created_log(client, world, pain=pain, recorded_at=on_day(day))
+    for day in (20, 27):
+        created_log(client, world, pain=7, recorded_at=on_day(day))
+    (alert,) = worsening(client, world)
+    assert (alert["details"]["baseline_pain"], alert["details"]["threshold"]) == (4.0, 6.0)
