@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
 from api import migrations, security
 from api.config import Settings
-from api.db import make_engine
+from api.db import is_transient, make_engine
 from api.logs import log_config
 from api.services import sweep as sweep_service
 from models.identity import Role, UserAccount, UserCreate
@@ -52,15 +52,26 @@ def _sweep(settings: Settings, *, force: bool, patient_ids: list[uuid.UUID] | No
     engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     try:
         counts = sweep_service.run(engine, patient_ids=patient_ids, force=force)
+    except DBAPIError as exc:
+        if not is_transient(exc):
+            raise
+        _echo_err("The database is busy (another process holds it); nothing was changed. Retry.")
+        raise typer.Exit(1) from None
     finally:
         engine.dispose()
     if counts is None:
         typer.echo("Another process is sweeping; nothing done.")
         return
+    if patient_ids and counts.evaluated == 0:
+        _echo_err(f"No patient with the id {patient_ids[0]}.")
+        raise typer.Exit(1)
     alerts = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.alerts.items())) or "none"
-    typer.echo(
-        f"Evaluated {counts.evaluated} of {counts.candidates} patients; alerts raised: {alerts}."
+    looked_at = (
+        f"{counts.candidates} patients"
+        if force
+        else f"{counts.candidates} whose next change may be today in their time zone"
     )
+    typer.echo(f"Re-evaluated {counts.evaluated} of {looked_at}; alerts raised: {alerts}.")
 
 
 @app.command()

@@ -40,6 +40,7 @@ so no data leaves without its audit row.
 import asyncio
 import contextvars
 import functools
+import sqlite3
 import threading
 import uuid
 from _thread import LockType as Lock
@@ -54,6 +55,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, create_engine
 
@@ -76,6 +78,22 @@ def json_text(value: Any) -> str:
     """A JSON column's text, compact, in one call into pydantic-core (Rust): about six times as
     fast as `json.dumps`, and a check-in writes four such columns."""
     return pydantic_core.to_json(value).decode()
+
+
+# PostgreSQL SQLSTATEs of a transaction that lost a race and may simply be tried again:
+# deadlock_detected, serialization_failure, lock_not_available.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error means "busy, try again": SQLite's lock held by another process
+    past the busy timeout, or a PostgreSQL deadlock / serialization failure / lock timeout."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    original = exc.orig
+    if isinstance(original, sqlite3.OperationalError):
+        return "locked" in str(original) or "busy" in str(original)
+    return getattr(original, "sqlstate", None) in _TRANSIENT_SQLSTATES
 
 
 class DatabaseBusy(DomainError):

@@ -5,11 +5,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
-from api.db import Database
+from api.db import Database, DatabaseBusy, is_transient
 from api.errors import PROBLEM_JSON, ContentTooLarge, DomainError, FieldError, problem_body
 from api.services.audit import Audit, record_refusal
 
@@ -162,6 +163,16 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def database_error(request: Request, exc: Exception) -> Response:
+    """A database error: 503 when it only means busy, else the 500 of any unexpected error."""
+    if not is_transient(exc):
+        return await unhandled_error(request, exc)
+    # Another process held the database past the busy timeout, or PostgreSQL chose this
+    # transaction as a deadlock's victim: nothing was written, and a retry will do.
+    logger.warning("database busy: %s request_id=%s", type(exc).__name__, _request_id(request))
+    return await domain_error(request, DatabaseBusy())
+
+
 async def unhandled_error(request: Request, exc: Exception) -> Response:
     # The formatter (api/logs.py) prints the frames but never the message.
     logger.error("unhandled error request_id=%s", _request_id(request), exc_info=exc)
@@ -180,4 +191,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(Exception, unhandled_error)

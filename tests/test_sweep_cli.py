@@ -43,7 +43,9 @@ STORE = {
 }
 # What the store rows hold besides the engine's results: when they were written.
 WRITTEN_AT = {"evaluated_at"}
-SUMMARY = re.compile(r"Evaluated (\d+) of (\d+) patients; alerts raised: (.+)\.")
+SUMMARY = re.compile(
+    r"Re-evaluated (\d+) of (\d+) (?:patients|whose next change may be today in their time zone); alerts raised: (.+)\."
+)
 
 
 @pytest.fixture
@@ -293,7 +295,7 @@ def test_migrate_from_the_previous_revision_evaluates_everyone_and_raises_the_du
     assert progress[patients["not_met"].hex]["progress_status"] == "not_met"
     assert progress[patients["world_a"].hex]["progress_status"] == "pending"
     # The sweep's log: progress and counts, never who.
-    assert "sweep started: 5 candidate patients" in result.stderr
+    assert "sweep started: 5 patient(s) to look at" in result.stderr
     assert "sweep done in" in result.stderr
     assert_no_identifiers(result.stdout + result.stderr, source)
 
@@ -360,8 +362,8 @@ def test_sweep_evaluates_what_is_due_prints_counts_and_raises_nothing_the_second
     assert summary(first.stdout) == (5, 5, "1 milestone_not_met, 2 missed_check_in")
     assert store(cli.database) == store(source.path)
     assert alerts(cli.database) == alerts(source.path)
-    assert "sweep started: 5 candidate patients" in first.stderr
-    assert "sweep progress: 5/5 patients" in first.stderr
+    assert "sweep started: 5 patient(s) to look at" in first.stderr
+    assert "sweep progress: 5/5 patient(s)" in first.stderr
     assert_no_identifiers(first.stdout + first.stderr, source)
 
     before = store(cli.database)
@@ -450,3 +452,10 @@ def test_reevaluate_after_the_rows_were_lost_does_not_raise_their_alerts_again(
     assert store(source.path) == before
     assert alerts(source.path) == raised
     assert summary(result.stdout)[2] == "none"
+
+
+def test_reevaluate_an_unknown_patient_says_so_and_fails(cli: Cli) -> None:
+    assert cli.run("migrate").returncode == 0
+    result = cli.run("reevaluate", "--patient", "00000000-0000-0000-0000-000000000000")
+    assert result.returncode == 1
+    assert "No patient with the id 00000000-0000-0000-0000-000000000000." in result.stderr

@@ -176,14 +176,14 @@ def _sweep_chunks(
 ) -> SweepCounts:
     total = SweepCounts()
     started = time.monotonic()
-    logger.info("sweep started: %d candidate patients", len(patient_ids))
+    logger.info("sweep started: %d patient(s) to look at", len(patient_ids))
     remaining = sorted(patient_ids)
     while remaining:
         with engine.connect() as connection:
             done = sweep_chunk(connection, patient_ids=remaining[:CHUNK], now=now, force=force)
         total.add(done)
         remaining = remaining[done.candidates :]
-        logger.info("sweep progress: %d/%d patients", total.candidates, len(patient_ids))
+        logger.info("sweep progress: %d/%d patient(s)", total.candidates, len(patient_ids))
     log_counts(total, time.monotonic() - started)
     return total
 

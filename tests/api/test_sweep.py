@@ -451,8 +451,8 @@ def test_the_sweep_logs_its_progress_and_counts_without_patient_data(
     with caplog.at_level(logging.INFO, logger="recovery_tracker.sweep"):
         sweep_on(engine, performed_on + timedelta(days=40))
     messages = [r.getMessage() for r in caplog.records if r.name == "recovery_tracker.sweep"]
-    assert "sweep started: 1 candidate patients" in messages
-    assert "sweep progress: 1/1 patients" in messages
+    assert "sweep started: 1 patient(s) to look at" in messages
+    assert "sweep progress: 1/1 patient(s)" in messages
     [done] = [m for m in messages if m.startswith("sweep done")]
     assert "1 candidates, 1 re-evaluated" in done
     assert "missed_check_in" in done
