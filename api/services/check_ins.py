@@ -36,10 +36,14 @@ def schedule_for(session: Session, *, patient: Patient) -> CheckInSchedule:
         )
     latest = procedures[-1]
     rules = protocols.rules(connection, latest.protocol_id, latest.protocol_version)
-    day_now = (today_in(patient.timezone) - latest.performed_on).days
+    today = today_in(patient.timezone)
+    day_now = (today - latest.performed_on).days
+    # As the progress report counts them: a log dated after today (sent from a zone ahead of
+    # the patient's) counts from its own date on.
     logged_days = {
         (log.local_date - latest.performed_on).days
         for log in progress_store.effective_logs(connection, patient.id, latest.performed_on)
+        if log.local_date <= today
     }
     newest = max(logged_days) if logged_days else None
     next_day = schedule.next_check_in(rules, day_now=day_now, newest_log_day=newest)

@@ -3,8 +3,9 @@ and today's progress read come from the store, and each must be what the milesto
 when it computes everything from the records."""
 
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -104,3 +105,34 @@ def test_changing_the_birth_date_rewrites_the_stored_age_factor(
     assert stored.age_at_procedure == today_in("Europe/Berlin").year - 1940  # born on 1 January
     assert "age" in {f["factor"] for f in stored.factors}
     assert read_progress(client, world, patient.id) == engine_report(engine, patient.id)
+
+
+def test_the_app_schedule_and_the_progress_agree_on_the_next_check_in_after_a_log_from_ahead(
+    client: TestClient, world: World, db: Session, settings: Settings
+) -> None:
+    """A log sent from a zone ahead of the patient's carries a date after the patient's today:
+    the app's schedule and the progress report both count it from that date on."""
+    patient, headers = fresh_patient(db, settings, world, timezone="Pacific/Pago_Pago")
+    today = today_in("Pacific/Pago_Pago")
+    add_procedure(client, world, patient.id, today - timedelta(days=10))
+    add_log(client, headers, today, 4)
+    ahead = datetime.now(ZoneInfo("Pacific/Kiritimati")) + timedelta(minutes=4)
+    response = client.post(
+        "/v1/me/symptom-logs",
+        headers=headers,
+        json={
+            "client_id": str(uuid.uuid4()),
+            "recorded_at": ahead.isoformat(),
+            "timezone": "Pacific/Kiritimati",
+            "pain": 4,
+        },
+    )
+    assert response.status_code == 201, response.text
+    assert date.fromisoformat(response.json()["local_date"]) > today
+
+    schedule = client.get("/v1/me/check-ins", headers=headers).json()
+    progress = client.get("/v1/me/progress", headers=headers).json()
+    assert schedule["next_due_on"] == progress["next_check_in"]["due_on"]
+    # The first log falls on day 9 in Pago Pago (09:00 at +01:00); the one from ahead, day 11, is
+    # not counted yet.
+    assert schedule["next_day"] == progress["next_check_in"]["day"] == 10
