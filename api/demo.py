@@ -35,18 +35,10 @@ TREATMENTS = [
     ("prolotherapy", None, "none"),
     ("red_light", None, "none"),
 ]
-GIVEN = [
-    "Maria",
-    "James",
-    "Linda",
-    "Robert",
-    "Patricia",
-    "Michael",
-    "Barbara",
-    "William",
-    "Susan",
-    "David",
-]
+GIVEN = {
+    "female": ["Maria", "Linda", "Patricia", "Barbara", "Susan"],
+    "male": ["James", "Robert", "Michael", "William", "David"],
+}
 FAMILY = [
     "Garcia",
     "Smith",
@@ -76,15 +68,16 @@ def _audit(action: str) -> Audit:
 
 
 def _patient_body(rng: random.Random, n: int) -> PatientCreate:
+    sex = rng.choice(["female", "male"])
     return PatientCreate.model_validate(
         {
             "mrn": f"DEMO-{n:04d}",
-            "given_name": rng.choice(GIVEN),
+            "given_name": rng.choice(GIVEN[sex]),
             "family_name": rng.choice(FAMILY),
             "birth_date": date(
                 rng.randint(1940, 1985), rng.randint(1, 12), rng.randint(1, 28)
             ).isoformat(),
-            "sex": rng.choice(["female", "male"]),
+            "sex": sex,
             "postal_code": f"{rng.randint(60000, 62999)}",
             "timezone": TIMEZONE,
             "stenosis": {"region": "lumbar", "cause": "degenerative"},
@@ -130,7 +123,11 @@ def _procedure_body(
             "cell_source": source,
             "harvest": {"method": harvest},
             "injections": injections,
-            "baseline": {"pain": protocol_baseline, "mobility": round(10 - protocol_baseline, 0)},
+            # Half the clinic records a baseline at the visit; for the others it comes from the
+            # check-ins of the 60 days before the procedure (CLINICAL.md §Baseline).
+            "baseline": {"pain": protocol_baseline, "mobility": round(10 - protocol_baseline, 0)}
+            if rng.random() < 0.5
+            else None,
         }
     )
 
@@ -166,7 +163,7 @@ def _logs(
                 mobility=max(0, min(10, 10 - pain + rng.randint(-1, 1))),
                 walking_minutes=max(0, int(60 - pain * 5 + rng.randint(-5, 5))),
                 side_effects=["injection_site_pain"] if 0 <= day <= 4 else [],
-                red_flags=["fever"] if day == 2 and rng.random() < 0.05 else [],
+                red_flags=["fever"] if day == 2 and rng.random() < 0.1 else [],
             )
         )
     return logs
