@@ -4,8 +4,9 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Date, and_, or_
@@ -13,12 +14,22 @@ from sqlmodel import Session, col
 from sqlmodel.sql.expression import SelectOfScalar
 
 from api.errors import FieldError, RuleViolation
+from models.base import EARLIEST_DAY, LATEST_DAY, plausible_day
 
 T = TypeVar("T")
 
 
+# Every instant the API stores is a day of 1900-2999 at some UTC offset (less than a day), so a
+# cursor outside these days names no row; far from datetime.min/max, converting cannot overflow.
+_EARLIEST_UTC_DAY = EARLIEST_DAY - timedelta(days=1)
+_LATEST_UTC_DAY = LATEST_DAY + timedelta(days=1)
+
+
 @dataclass(frozen=True)
 class Cursor:
+    """Parsed only as far as this service writes cursors: anything else is a 422 on `cursor`,
+    never a value that fails later, when the query converts or binds it."""
+
     value: str  # the sort key of the last row seen, as text
     key: str  # its id: the tie-breaker
 
@@ -27,24 +38,41 @@ class Cursor:
         return cls(value=value.isoformat(), key=key)
 
     def as_instant(self) -> datetime:
+        """The instant in UTC, as the query binds it."""
         try:
             value = datetime.fromisoformat(self.value)
-        except ValueError:
+            if value.tzinfo is None:  # astimezone() would take it as the server's local time
+                raise ValueError
+            value = value.astimezone(UTC)
+        except (ValueError, OverflowError):
             raise _bad_cursor() from None
-        if value.tzinfo is None:
+        if not _EARLIEST_UTC_DAY <= value.date() <= _LATEST_UTC_DAY:
             raise _bad_cursor()
         return value
 
     def as_date(self) -> date:
         try:
-            return date.fromisoformat(self.value)
+            return plausible_day(date.fromisoformat(self.value))
         except ValueError:
             raise _bad_cursor() from None
 
     def key_uuid(self) -> uuid.UUID:
         try:
-            return uuid.UUID(self.key)
+            key = uuid.UUID(self.key)
         except ValueError:
+            raise _bad_cursor() from None
+        if str(key) != self.key:  # braces, capitals, bare hex: not how an id is written
+            raise _bad_cursor()
+        return key
+
+    def as_id(self, parse: Callable[[str], str]) -> str:
+        """The last id of a list sorted by its id alone (value and key both hold it), in the
+        form `parse` accepts for such an id."""
+        if self.key != self.value:
+            raise _bad_cursor()
+        try:
+            return parse(self.value)
+        except ValueError:  # pydantic's ValidationError is one
             raise _bad_cursor() from None
 
 
@@ -64,13 +92,19 @@ def decode_cursor(token: str | None) -> Cursor | None:
     if token is None:
         return None
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        value, key = json.loads(raw)
-        if not isinstance(value, str) or not isinstance(key, str):
-            raise ValueError
-        return Cursor(value=value, key=key)
+        decoded = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise _bad_cursor() from None
+    if not (isinstance(decoded, list) and len(decoded) == 2 and all(map(_issued_text, decoded))):
+        raise _bad_cursor()
+    value, key = decoded
+    return Cursor(value=value, key=key)
+
+
+def _issued_text(part: object) -> bool:
+    """What this service writes in a cursor (instants, days, UUIDs, slugs) is printable ASCII:
+    a NUL, another control character or a lone surrogate would only fail later, in the query."""
+    return isinstance(part, str) and part.isascii() and part.isprintable()
 
 
 def keyset_page(
