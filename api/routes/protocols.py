@@ -10,11 +10,13 @@ from api.errors import problem_responses
 from api.services import protocols
 from api.services.concurrency import etag
 from models.page import Page
-from models.protocol import ProtocolCreate, ProtocolPublic, ProtocolVersions
+from models.protocol import ProtocolCreate, ProtocolId, ProtocolPublic, ProtocolVersions
 
 router = APIRouter(tags=["protocols"])
 
-ProtocolIdPath = Annotated[str, Path(max_length=64, description="The protocol's id")]
+# The id's form as published: anything else is a 422 naming the parameter, as for a UUID path
+# parameter, and never reaches the query (a NUL fails on PostgreSQL).
+ProtocolIdPath = Annotated[ProtocolId, Path(description="The protocol's id")]
 
 
 @router.post(

@@ -6,6 +6,7 @@ A version is never changed once written, so the rules of each are read once per 
 
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import Connection, Table, and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
@@ -19,6 +20,7 @@ from models.page import Page
 from models.protocol import (
     Protocol,
     ProtocolCreate,
+    ProtocolId,
     ProtocolPublic,
     ProtocolRules,
     ProtocolVersions,
@@ -29,6 +31,7 @@ _RULES = select(PROTOCOL.c.rules).where(
     PROTOCOL.c.id == bindparam("id"), PROTOCOL.c.version == bindparam("version")
 )
 _cache: dict[tuple[str, int], dict[str, Any]] = {}
+_PROTOCOL_ID: TypeAdapter[str] = TypeAdapter(ProtocolId)
 
 
 def rules(db: Session | Connection, protocol_id: str, version: int) -> dict[str, Any]:
@@ -114,7 +117,8 @@ def list_latest(
     )
     after = decode_cursor(cursor)
     if after is not None:
-        query = query.where(col(Protocol.id) > after.value)
+        # Only an id as published: any other text would reach the query (a NUL fails there).
+        query = query.where(col(Protocol.id) > after.as_id(_PROTOCOL_ID.validate_python))
     rows = list(session.exec(query.order_by(col(Protocol.id)).limit(limit + 1)))
     more, rows = len(rows) > limit, rows[:limit]
     audit.record(session)

@@ -683,3 +683,59 @@ def test_a_new_patient_of_a_clinic_with_a_default_pins_it(
     ).all()
     assert stored == ["spine-2027"]
     db.commit()
+
+
+# --- crafted ids and cursors -----------------------------------------------------------------
+
+
+def _cursor(value: Any) -> str:
+    """A list cursor as anyone can build one: base64url of JSON (a lone surrogate is escaped)."""
+    import base64  # here, not at the top: this block was appended to a file others edit
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "WyJcdWQ4MDAiLCAieCJd",  # ["\ud800", "x"]: a lone surrogate, a 500 on both databases
+        "WyJcdTAwMDAiLCAieCJd",  # ["\u0000", "x"]: a NUL, a 500 on PostgreSQL
+        _cursor(["\ud800", "\ud800"]),
+        _cursor(["p1\x00", "p1\x00"]),
+        _cursor(["p1", "p2"]),  # the id is the whole key: both parts hold it
+        _cursor(["Spine 2027", "Spine 2027"]),  # not an id as published
+        _cursor(["p1\n", "p1\n"]),
+        _cursor(["a" * 65, "a" * 65]),
+        _cursor(["", ""]),
+    ],
+)
+def test_a_list_cursor_that_names_no_protocol_id_is_422(
+    client: TestClient, world: World, cursor: str
+) -> None:
+    response = client.get(
+        "/v1/protocols", headers=world.headers("admin"), params={"cursor": cursor}
+    )
+    assert pointers(response) == ["cursor"]
+
+
+def test_a_list_cursor_of_an_id_is_taken_even_for_an_id_not_published(
+    client: TestClient, world: World
+) -> None:
+    response = client.get(
+        "/v1/protocols", headers=world.headers("admin"), params={"cursor": _cursor(["a", "a"])}
+    )
+    assert response.status_code == 200, response.text
+    assert [p["id"] for p in response.json()["items"]] == ["default"]
+
+
+@pytest.mark.parametrize(
+    "protocol_id", ["%00", "a%00b", "a%0A", "%ED%A0%80", "Default", "spine%202027", "a" * 65]
+)
+def test_a_path_id_that_no_protocol_can_have_is_422_naming_it(
+    client: TestClient, world: World, protocol_id: str
+) -> None:
+    """The same form as an id on creation (lowercase letters, digits, '-', '_', 1 to 64), as a
+    UUID path parameter is checked: the text never reaches the query (a NUL fails there)."""
+    response = client.get(f"/v1/protocols/{protocol_id}", headers=world.headers("clinician_a"))
+    assert pointers(response) == ["protocol_id"]
