@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import PROBLEM_JSON, ContentTooLarge, problem_body
+from api.logs import escape_control
 
 logger = logging.getLogger("recovery_tracker.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -54,10 +55,11 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             # The path holds only opaque ids; the query string is left out (`q` may hold a name).
+            # Both are the client's text, percent-decoded: escaped, they cannot forge a line.
             logger.info(
                 "%s %s %s %.1fms request_id=%s",
-                method,
-                path,
+                escape_control(method),
+                escape_control(path),
                 status["code"],
                 (time.perf_counter() - started) * 1000,
                 request_id,
