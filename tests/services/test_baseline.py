@@ -1,30 +1,15 @@
 """A patient's own baseline (CLINICAL.md §Baseline): the procedure's explicit baseline, else the
 per-metric median over logs on days -60..-1. Pure functions, no database."""
 
-import importlib.util
 import statistics
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from api.clinical.baseline import METRICS, Baseline, LogPoint, compute
+from tests.default_rules import default_rules
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _default_rules() -> dict[str, Any]:
-    (path,) = (ROOT / "alembic" / "versions").glob("*procedures_adverse_events_and_protocols.py")
-    spec = importlib.util.spec_from_file_location("default_protocol_migration", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rules: dict[str, Any] = module.DEFAULT_RULES
-    return rules
-
-
-RULES = _default_rules()
+RULES = default_rules()
 
 
 def test_the_default_window_is_sixty_days_before_the_procedure() -> None:

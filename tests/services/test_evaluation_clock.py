@@ -4,10 +4,8 @@ date something changes. The stored evaluations and the clock sweep rest on this.
 tests over the default protocol's rules, no database."""
 
 import dataclasses
-import importlib.util
 import uuid
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -16,22 +14,9 @@ from hypothesis import strategies as st
 from api.clinical import evaluation
 from api.clinical.clock import clock_range
 from api.clinical.evaluation import EffectiveLog, Evaluation, PatientFacts, ProcedureFacts
+from tests.default_rules import default_rules
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _default_rules() -> dict[str, Any]:
-    (path,) = (ROOT / "alembic" / "versions").glob("*procedures_adverse_events_and_protocols.py")
-    spec = importlib.util.spec_from_file_location("default_protocol_migration_c", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rules: dict[str, Any] = module.DEFAULT_RULES
-    return rules
-
-
-RULES = _default_rules()
+RULES = default_rules()
 START = date(2025, 1, 6)  # the first procedure is on or after this date
 SIDE_EFFECTS = ["injection_site_pain", "swelling", "redness", "fatigue", "headache"]
 RED_FLAGS = ["fever", "new_weakness"]

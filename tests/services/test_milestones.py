@@ -3,10 +3,8 @@ immediate findings, the MCID rules of the later windows, observed values and the
 milestone. Pure functions over the default protocol's rules, no database."""
 
 import copy
-import importlib.util
 import re
 from datetime import date
-from pathlib import Path
 from statistics import median
 from typing import Any
 
@@ -17,22 +15,9 @@ from hypothesis import strategies as st
 from api.clinical import milestones
 from api.clinical.baseline import Baseline
 from api.clinical.milestones import ClockLog, Finding, MilestoneResult
+from tests.default_rules import default_rules
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _default_rules() -> dict[str, Any]:
-    (path,) = (ROOT / "alembic" / "versions").glob("*procedures_adverse_events_and_protocols.py")
-    spec = importlib.util.spec_from_file_location("default_protocol_migration_m", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rules: dict[str, Any] = module.DEFAULT_RULES
-    return rules
-
-
-RULES = _default_rules()
+RULES = default_rules()
 WINDOWS = {"immediate": (0, 14), "short_term": (30, 90), "long_term": (180, 365)}
 LATER = ["short_term", "long_term"]
 

@@ -3,32 +3,17 @@ default protocol validates unchanged and dumps back to itself, and every rule re
 document at the field that breaks it."""
 
 import copy
-import importlib.util
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from models.protocol import ProtocolCreate, ProtocolRules
+from tests.default_rules import default_rules
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _default_rules() -> dict[str, Any]:
-    (path,) = (ROOT / "alembic" / "versions").glob("*procedures_adverse_events_and_protocols.py")
-    spec = importlib.util.spec_from_file_location("default_protocol_migration_r", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rules: dict[str, Any] = module.DEFAULT_RULES
-    return rules
-
-
-DEFAULT = _default_rules()
+DEFAULT = default_rules()
 
 
 def changed(path: str, value: Any) -> dict[str, Any]:

@@ -1,29 +1,12 @@
 """The check-in schedule of the default protocol (CLINICAL.md §Check-in schedule), read from the
 protocol rules as data (the migration's DEFAULT_RULES). Pure functions, no database."""
 
-import importlib.util
-from pathlib import Path
-from typing import Any
-
 import pytest
 
 from api.clinical.schedule import Phase, ScheduledDay, next_check_in, phases, scheduled_days
+from tests.default_rules import default_rules
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _default_rules() -> dict[str, Any]:
-    (path,) = (ROOT / "alembic" / "versions").glob("*procedures_adverse_events_and_protocols.py")
-    spec = importlib.util.spec_from_file_location("default_protocol_migration", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rules: dict[str, Any] = module.DEFAULT_RULES
-    return rules
-
-
-RULES = _default_rules()
+RULES = default_rules()
 
 DAILY = list(range(0, 15))
 WEEKLY = [21, 28, 35, 42, 49, 56, 63, 70, 77, 84, 91]
