@@ -99,7 +99,9 @@ class PatientProgress(SQLModel, table=True):
             "patient_created_at",
             "patient_id",
         ),
-        Index("ix_patient_progress_next_change_on", "next_change_on"),
+        Index("ix_patient_progress_clinic_order", "clinic_id", "patient_created_at", "patient_id"),
+        Index("ix_patient_progress_due_at", "due_at"),
+        Index("ix_patient_progress_clinic_id_due_at", "clinic_id", "due_at"),
     )
 
     patient_id: uuid.UUID = Field(primary_key=True, foreign_key="patient.id", ondelete="CASCADE")
@@ -111,4 +113,7 @@ class PatientProgress(SQLModel, table=True):
     as_of: date | None = None
     # The earliest next_change_on of the patient's procedures; null: the clock changes nothing.
     next_change_on: date | None = None
+    # The instant that date begins in the patient's time zone: what the sweep and the reads'
+    # catch-up select on, one index range, with no time-zone arithmetic per patient.
+    due_at: datetime | None = utc_column(default=None)
     evaluated_at: datetime | None = utc_column(default=None)

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("progress_status", sa.String(length=32), nullable=False),
         sa.Column("as_of", sa.Date(), nullable=True),
         sa.Column("next_change_on", sa.Date(), nullable=True),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["clinic_id"], ["clinic.id"], name=op.f("fk_patient_progress_clinic_id_clinic")
@@ -50,7 +51,13 @@ def upgrade() -> None:
             unique=False,
         )
         batch_op.create_index(
-            "ix_patient_progress_next_change_on", ["next_change_on"], unique=False
+            "ix_patient_progress_clinic_order",
+            ["clinic_id", "patient_created_at", "patient_id"],
+            unique=False,
+        )
+        batch_op.create_index("ix_patient_progress_due_at", ["due_at"], unique=False)
+        batch_op.create_index(
+            "ix_patient_progress_clinic_id_due_at", ["clinic_id", "due_at"], unique=False
         )
         batch_op.create_index(
             "ix_patient_progress_status_order",
@@ -158,14 +165,16 @@ def upgrade() -> None:
     # (and `serve`) runs the sweep right after the migrations, which evaluates them with the
     # engine and raises the alerts the clock calls for. The engine is application code, which a
     # migration must not import (a later revision may change the tables it writes).
-    # Due since long ago, so that it is due today in every time zone (CURRENT_DATE is UTC's
-    # date, which west of UTC is still tomorrow in the evening).
-    due = "DATE '1970-01-01'" if op.get_bind().dialect.name == "postgresql" else "'1970-01-01'"
+    # Due since long ago, so that it is due now in every time zone.
+    if op.get_bind().dialect.name == "postgresql":
+        due_on, due_at = "DATE '1970-01-01'", "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
+    else:  # SQLite: dates and UTC timestamps as the application stores them, text
+        due_on, due_at = "'1970-01-01'", "'1970-01-01 00:00:00.000000'"
     op.execute(
         f"""
         INSERT INTO patient_progress (patient_id, clinic_id, patient_created_at, progress_status,
-                                      next_change_on)
-        SELECT id, clinic_id, created_at, 'pending', {due} FROM patient
+                                      next_change_on, due_at)
+        SELECT id, clinic_id, created_at, 'pending', {due_on}, {due_at} FROM patient
         """
     )
 
@@ -187,7 +196,9 @@ def downgrade() -> None:
     op.drop_table("milestone_evaluation")
     with op.batch_alter_table("patient_progress", schema=None) as batch_op:
         batch_op.drop_index("ix_patient_progress_status_order")
-        batch_op.drop_index("ix_patient_progress_next_change_on")
+        batch_op.drop_index("ix_patient_progress_clinic_id_due_at")
+        batch_op.drop_index("ix_patient_progress_due_at")
+        batch_op.drop_index("ix_patient_progress_clinic_order")
         batch_op.drop_index("ix_patient_progress_clinic_status_order")
 
     op.drop_table("patient_progress")

@@ -4,12 +4,18 @@ days since the index procedure. Pure functions."""
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 
 def today_in(timezone: str, *, now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(ZoneInfo(timezone)).date()
+
+
+def start_of_day(day: date, timezone: str) -> datetime:
+    """The instant (UTC) at which `day` begins in a zone: when "today in the patient's time zone"
+    becomes that day."""
+    return datetime.combine(day, time(0), ZoneInfo(timezone)).astimezone(UTC)
 
 
 def local_date(instant: datetime, timezone: str) -> date:

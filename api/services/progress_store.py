@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 
 from api.clinical import evaluation
-from api.clinical.clock import today_in
+from api.clinical.clock import start_of_day, today_in
 from api.clinical.evaluation import EffectiveLog, Evaluation, PatientFacts, ProcedureFacts
 from api.services import alerts, protocols
 from api.services.alerts import ALERT
@@ -433,6 +433,7 @@ _UPDATE_PROGRESS = (
         progress_status=bindparam("progress_status"),
         as_of=bindparam("as_of"),
         next_change_on=bindparam("next_change_on"),
+        due_at=bindparam("due_at"),
         evaluated_at=bindparam("evaluated_at"),
     )
 )
@@ -450,12 +451,14 @@ def _write_patient_progress(
         for d in connection.execute(_NEXT_CHANGES, {"patient_id": patient.id}).scalars()
         if d is not None
     ]
+    next_change_on = min(changes) if changes else None
     values = {
         "procedure_id": current.procedure.id if current else None,
         "current_milestone": current.current_milestone if current else None,
         "progress_status": current.progress_status if current else "pending",
         "as_of": as_of,
-        "next_change_on": min(changes) if changes else None,
+        "next_change_on": next_change_on,
+        "due_at": start_of_day(next_change_on, patient.timezone) if next_change_on else None,
         "evaluated_at": now,
     }
     if connection.execute(_UPDATE_PROGRESS, {"key": patient.id, **values}).rowcount == 0:

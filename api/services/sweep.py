@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, Engine, bindparam, select, text
 
@@ -31,13 +31,11 @@ CHUNK = 200  # patients per transaction at most: one fsync per chunk
 # A transaction ends once it has run this long (after the patient in hand): on SQLite it holds
 # the database's one write lock, and the server's requests wait behind it.
 CHUNK_BUDGET_S = 0.25
-# No time zone is more than 14 hours ahead of UTC: a patient's today is at most UTC's + 1 day.
-_AHEAD = timedelta(days=1)
 _SWEEP_LOCK_KEY = 0x5EE9_0001  # pg_advisory_lock key of the sweep
 
 _DUE = (
     select(PROGRESS.c.patient_id)
-    .where(PROGRESS.c.next_change_on <= bindparam("until", type_=PROGRESS.c.next_change_on.type))
+    .where(PROGRESS.c.due_at <= bindparam("now", type_=PROGRESS.c.due_at.type))
     .order_by(PROGRESS.c.patient_id)
 )
 _STILL_DUE = (
@@ -66,10 +64,9 @@ class SweepCounts:
 
 
 def due_patients(connection: Connection, *, now: datetime | None = None) -> list[uuid.UUID]:
-    """Patients whose stored progress may be due today somewhere on Earth (a superset: each is
-    checked against today in its own time zone by `sweep_chunk`)."""
-    until = (now or datetime.now(UTC)).date() + _AHEAD
-    return list(connection.execute(_DUE, {"until": until}).scalars())
+    """Patients whose stored progress the clock has overtaken: their `due_at` (the start of
+    their next change date in their own time zone) has passed."""
+    return list(connection.execute(_DUE, {"now": now or datetime.now(UTC)}).scalars())
 
 
 def _lock(connection: Connection, patient_id: uuid.UUID) -> None:
@@ -198,13 +195,6 @@ def log_counts(counts: SweepCounts, seconds: float) -> None:
     )
 
 
-_DUE_IN_SCOPE = (
-    select(PROGRESS.c.patient_id, PROGRESS.c.next_change_on, PATIENT.c.timezone)
-    .join(PATIENT, PATIENT.c.id == PROGRESS.c.patient_id)
-    .where(PROGRESS.c.next_change_on <= bindparam("until", type_=PROGRESS.c.next_change_on.type))
-)
-
-
 def due_now(
     connection: Connection,
     *,
@@ -213,13 +203,11 @@ def due_now(
     now: datetime | None = None,
 ) -> list[uuid.UUID]:
     """The patients (of a clinic, or one patient; all by default) whose stored progress the
-    clock has overtaken today in their own time zone: a read checks this first, so that it
-    never answers from a row the sweep has not reached yet."""
-    now = now or datetime.now(UTC)
-    query = _DUE_IN_SCOPE
+    clock has overtaken: a read checks this first (one index range), so that it never answers
+    from a row the sweep has not reached yet."""
+    query = _DUE
     if clinic_id is not None:
         query = query.where(PROGRESS.c.clinic_id == clinic_id)
     if patient_id is not None:
         query = query.where(PROGRESS.c.patient_id == patient_id)
-    rows = connection.execute(query, {"until": now.date() + _AHEAD})
-    return [row.patient_id for row in rows if row.next_change_on <= today_in(row.timezone, now=now)]
+    return list(connection.execute(query, {"now": now or datetime.now(UTC)}).scalars())
