@@ -42,7 +42,7 @@ import sqlite3
 import subprocess
 import time as clock
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -257,7 +257,6 @@ class _Writer:
         self.accounts: list[dict[str, Any]] = []
         self.procedures: list[dict[str, Any]] = []
         self.logs: list[dict[str, Any]] = []
-        self.progress: list[dict[str, Any]] = []
 
 
 @dataclass(frozen=True)
@@ -281,8 +280,8 @@ def _patient_rows(
     variant: str,
     heavy: bool,
 ) -> None:
-    """One patient: the patient, their app account, one procedure, their check-ins, and the
-    progress row the stored-progress migration gives every existing patient."""
+    """One patient: the patient, their app account, one procedure and their check-ins. Their
+    stored progress is `reevaluate`'s to write (as registering a patient evaluates them)."""
     zone_name = CLINIC_TIMEZONE if heavy else _pick(rng, TIMEZONES)[0]
     zone = ZoneInfo(zone_name)
     today = now.astimezone(zone).date()
@@ -320,20 +319,6 @@ def _patient_rows(
     explicit = rng.random() < (0.5 if not has_pre else 0.2)
     writer.procedures.append(
         _procedure_row(rng, person, ids, performed_on, trajectory.pain if explicit else None)
-    )
-    writer.progress.append(
-        {
-            # As the stored-progress migration leaves existing patients: pending, due today.
-            "patient_id": person.id,
-            "clinic_id": ids.clinic,
-            "patient_created_at": created,
-            "procedure_id": None,
-            "current_milestone": None,
-            "progress_status": "pending",
-            "as_of": None,
-            "next_change_on": today,
-            "evaluated_at": None,
-        }
     )
     _check_ins(rng, writer, ids, person, trajectory, days, performed_on, now)
 
@@ -644,47 +629,62 @@ CHECKED_LOGS = 40  # per chunk: the fast conversion checked against the columns'
 
 @dataclass(frozen=True)
 class _Plan:
-    """An INSERT of one table compiled for SQLite, with its columns' own bind processors: the
-    rows go to `executemany` as the service's own write path would convert them."""
+    """An INSERT of one table compiled for SQLite from the columns the seed gives (a column it
+    leaves out gets its default, as an INSERT through the model would), with the columns' own
+    bind processors: the rows go to `executemany` converted as the service's writes convert
+    them."""
 
     sql: str
     names: list[str]
     processors: list[Any]
+    defaults: dict[str, Any]  # column -> its default (a callable is called per row)
 
     def encode(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         columns = list(zip(self.names, self.processors, strict=True))
         return [
-            tuple(row[name] if process is None else process(row[name]) for name, process in columns)
+            tuple(
+                _value(row, name, self.defaults)
+                if process is None
+                else process(_value(row, name, self.defaults))
+                for name, process in columns
+            )
             for row in rows
         ]
 
 
-_TABLES = ("patient", "user_account", "procedure", "symptom_log", "patient_progress")
-_plans: dict[str, _Plan] = {}
+def _value(row: dict[str, Any], name: str, defaults: dict[str, Any]) -> Any:
+    if name in row:
+        return row[name]
+    default = defaults[name]
+    return default.arg(None) if default.is_callable else default.arg
 
 
-def _plan(table_name: str) -> _Plan:
-    if not _plans:
+_plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
+
+
+def _plan(table_name: str, keys: Sequence[str]) -> _Plan:
+    key = (table_name, tuple(keys))
+    if key not in _plans:
         from sqlalchemy import insert
         from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
         from api.db import json_text
-        from models.evaluation import PatientProgress
         from models.identity import UserAccount
         from models.patient import Patient
         from models.procedure import Procedure
         from models.symptom_log import SymptomLog
 
+        models = {m.__tablename__: m for m in (Patient, UserAccount, Procedure, SymptomLog)}
+        table = models[table_name].__table__  # type: ignore[union-attr]
         dialect = SQLiteDialect_pysqlite(json_serializer=json_text)
-        for model in (Patient, UserAccount, Procedure, SymptomLog, PatientProgress):
-            table = model.__table__  # type: ignore[union-attr]
-            compiled = insert(table).compile(dialect=dialect)
-            names = list(compiled.positiontup or ())
-            processors = [
-                table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-            ]
-            _plans[table.name] = _Plan(compiled.string, names, processors)
-    return _plans[table_name]
+        compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+        names = list(compiled.positiontup or ())
+        processors = [
+            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        ]
+        defaults = {name: table.c[name].default for name in names if name not in keys}
+        _plans[key] = _Plan(compiled.string, names, processors, defaults)
+    return _plans[key]
 
 
 @dataclass(frozen=True)
@@ -699,8 +699,12 @@ class _Chunk:
     variant: str
 
 
-def _make_chunk(chunk: _Chunk) -> tuple[dict[str, list[tuple[Any, ...]]], list[tuple[str, bool]]]:
-    """The chunk's rows in each table's column order, storage-ready; and (patient id, heavy)."""
+_Rows = list[tuple[str, list[tuple[Any, ...]]]]  # (INSERT, its rows) per table, in order
+
+
+def _make_chunk(chunk: _Chunk) -> tuple[_Rows, list[tuple[str, bool]]]:
+    """Each table's INSERT and rows, storage-ready, in the order to run them; and (patient id,
+    heavy) for every patient of the chunk."""
     rng = random.Random(chunk.seed)
     writer = _Writer()
     patients = []
@@ -714,20 +718,22 @@ def _make_chunk(chunk: _Chunk) -> tuple[dict[str, list[tuple[Any, ...]]], list[t
         "patient": writer.patients,
         "user_account": writer.accounts,
         "procedure": writer.procedures,
-        "symptom_log": writer.logs,
-        "patient_progress": writer.progress,
     }
-    encoded = {name: _plan(name).encode(rows[name]) for name in _TABLES if name != "symptom_log"}
-    plan = _plan("symptom_log")
+    encoded: _Rows = []
+    for name, dicts in rows.items():
+        table_plan = _plan(name, list(dicts[0]))
+        encoded.append((table_plan.sql, table_plan.encode(dicts)))
+    plan = _plan("symptom_log", _LOG_ORDER)
     if plan.names != _LOG_ORDER:
         raise RuntimeError(f"symptom_log columns changed: {plan.names}; update bench/dataset.py")
-    encoded["symptom_log"] = [_stored_log(row) for row in writer.logs]
+    logs = [_stored_log(row) for row in writer.logs]
     checked = plan.encode(writer.logs[:CHECKED_LOGS])
-    if checked != encoded["symptom_log"][:CHECKED_LOGS]:
+    if checked != logs[:CHECKED_LOGS]:
         raise RuntimeError(
-            f"a check-in is stored differently now: {checked[0]} != {encoded['symptom_log'][0]};"
+            f"a check-in is stored differently now: {checked[0]} != {logs[0]};"
             " update _stored_log in bench/dataset.py"
         )
+    encoded.append((plan.sql, logs))
     return encoded, patients
 
 
@@ -795,9 +801,9 @@ def _write_rows(
     with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals) as pool:
         for rows, made in pool.imap(_make_chunk, chunks):
             with engine.begin() as connection:
-                for name in _TABLES:
-                    connection.exec_driver_sql(_plan(name).sql, rows[name])
-            logs += len(rows["symptom_log"])
+                for sql, table_rows in rows:
+                    connection.exec_driver_sql(sql, table_rows)
+            logs += len(rows[-1][1])
             for patient_id, is_heavy in made:
                 (heavy_ids if is_heavy else ordinary).append(patient_id)
     engine.dispose()
@@ -857,18 +863,64 @@ def _checkpoint(path: Path) -> None:
 
 
 def _one_day_back(path: Path) -> None:
+    """Procedure dates and the stored evaluations' `as_of` and next change one day earlier."""
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         connection.execute("BEGIN IMMEDIATE")
         connection.execute("UPDATE procedure SET performed_on = date(performed_on, '-1 day')")
-        for table in ("procedure_evaluation", "patient_progress"):
-            connection.execute(
-                f"UPDATE {table} SET as_of = date(as_of, '-1 day'),"
-                " next_change_on = date(next_change_on, '-1 day')"
-            )
+        connection.execute(
+            "UPDATE procedure_evaluation SET as_of = date(as_of, '-1 day'),"
+            " next_change_on = date(next_change_on, '-1 day')"
+        )
+        connection.execute("UPDATE patient_progress SET as_of = date(as_of, '-1 day')")
         connection.execute("COMMIT")
     finally:
         connection.close()
+    _reschedule(path, lambda day, _zone: None if day is None else day - timedelta(days=1))
+
+
+def _reschedule(path: Path, next_change: Callable[[date | None, str], date | None]) -> int:
+    """Set each patient's stored next change to `next_change(stored one, patient's zone)`, with
+    the instant it is due at (`due_at`, if the schema has it) as the service computes it: the
+    start of that day in the patient's time zone. Through the model's table, so each value is
+    stored as the service stores it. Returns the patients changed."""
+    from sqlalchemy import bindparam, create_engine, select, update
+
+    from models.evaluation import PatientProgress
+    from models.patient import Patient
+
+    progress = PatientProgress.__table__  # type: ignore[attr-defined]
+    patient = Patient.__table__  # type: ignore[attr-defined]
+    has_due_at = "due_at" in progress.c
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as connection:
+            rows = connection.execute(
+                select(progress.c.patient_id, progress.c.next_change_on, patient.c.timezone).join(
+                    patient, patient.c.id == progress.c.patient_id
+                )
+            ).all()
+            values = []
+            for patient_id, day, zone in rows:
+                changed = next_change(day, zone)
+                value = {"key": patient_id, "next_change_on": changed}
+                if has_due_at:
+                    value["due_at"] = None if changed is None else _start_of_day(changed, zone)
+                values.append(value)
+            statement = update(progress).where(progress.c.patient_id == bindparam("key"))
+            columns: dict[str, Any] = {"next_change_on": bindparam("next_change_on")}
+            if has_due_at:
+                columns["due_at"] = bindparam("due_at")
+            if values:
+                connection.execute(statement.values(**columns), values)
+    finally:
+        engine.dispose()
+    return len(values)
+
+
+def _start_of_day(day: date, zone: str) -> datetime:
+    """When `day` begins in a zone (the service's `start_of_day`)."""
+    return datetime.combine(day, time(0), ZoneInfo(zone)).astimezone(UTC)
 
 
 def status_counts(path: Path) -> dict[str, int]:
@@ -883,41 +935,38 @@ def status_counts(path: Path) -> dict[str, int]:
 
 
 def make_all_due(path: Path) -> int:
-    """Every stored evaluation due today (each patient's today in their own time zone): the
-    sweep's work on a day when every window changes. Returns the patients due."""
+    """Every stored evaluation due today, each patient's today in their own time zone (and
+    `due_at` the start of it): the sweep's work on a day when every window changes. Returns the
+    patients due."""
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         zones = [row[0] for row in connection.execute("SELECT DISTINCT timezone FROM patient")]
         connection.execute("BEGIN IMMEDIATE")
-        due = 0
         for zone in zones:
             today = datetime.now(ZoneInfo(zone)).date().isoformat()
-            ids = "SELECT id FROM patient WHERE timezone = ?"
-            due += connection.execute(
-                f"UPDATE patient_progress SET next_change_on = ? WHERE patient_id IN ({ids})",
-                (today, zone),
-            ).rowcount
             connection.execute(
-                f"UPDATE procedure_evaluation SET next_change_on = ? WHERE patient_id IN ({ids})",
+                "UPDATE procedure_evaluation SET next_change_on = ?"
+                " WHERE patient_id IN (SELECT id FROM patient WHERE timezone = ?)",
                 (today, zone),
             )
         connection.execute("COMMIT")
     finally:
         connection.close()
-    return due
+    return _reschedule(path, lambda _day, zone: datetime.now(ZoneInfo(zone)).date())
 
 
 def due_count(path: Path) -> int:
-    """Patients whose stored evaluation is due on or before today (UTC, a close enough check)."""
+    """Patients whose stored evaluation is due on or before today in their own time zone."""
     connection = sqlite3.connect(path)
     try:
-        tomorrow = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
-        row = connection.execute(
-            "SELECT count(*) FROM patient_progress WHERE next_change_on < ?", (tomorrow,)
-        ).fetchone()
+        rows = connection.execute(
+            "SELECT p.timezone, pp.next_change_on FROM patient_progress pp"
+            " JOIN patient p ON p.id = pp.patient_id WHERE pp.next_change_on IS NOT NULL"
+        ).fetchall()
     finally:
         connection.close()
-    return int(row[0])
+    today = {zone: datetime.now(ZoneInfo(zone)).date().isoformat() for zone, _ in rows}
+    return sum(1 for zone, day in rows if day <= today[zone])
 
 
 def copy(dataset: Dataset, destination: Path) -> Path:

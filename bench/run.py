@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -314,6 +315,13 @@ def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 FAILURES = (RuntimeError, ValueError, httpx.HTTPError, subprocess.SubprocessError, OSError)
 
 
+def _failed(name: str, exc: Exception, failed: list[str]) -> None:
+    expected = isinstance(exc, FAILURES) and not isinstance(exc, (KeyError, AttributeError))
+    detail = str(exc) if expected else "".join(traceback.format_exception(exc)[-6:])
+    print(f"  {name} FAILED: {detail}", file=sys.stderr, flush=True)
+    failed.append(name)
+
+
 def run_size(
     runner: Runner,
     datasets: Datasets,
@@ -330,17 +338,14 @@ def run_size(
         try:
             data = datasets.get(patients, "main")
             outcomes.append(runner.seeded_scenario(scenario, data))
-        except FAILURES as exc:
-            # One scenario's failure (its setup, a server, wrk) does not cost the others.
-            print(f"  {scenario.name} FAILED: {exc}", file=sys.stderr, flush=True)
-            failed.append(f"{scenario.name}@{patients}")
+        except Exception as exc:  # the seeding too: whatever it was, the others still run
+            _failed(f"{scenario.name}@{patients}", exc, failed)
     for command in sweeps:
         try:
             data = datasets.get(patients, command.variant)
             commands.append(runner.command(command, data))
-        except FAILURES as exc:
-            print(f"  {command.name} FAILED: {exc}", file=sys.stderr, flush=True)
-            failed.append(f"{command.name}@{patients}")
+        except Exception as exc:
+            _failed(f"{command.name}@{patients}", exc, failed)
     datasets.drop(patients)
 
 
