@@ -242,7 +242,8 @@ class CommandOutcome:
 def _all_due(path: Path) -> str:
     due = seeded.make_all_due(path)
     return (
-        f"UPDATE patient_progress (and procedure_evaluation) SET next_change_on = today: {due} due"
+        f"patient_progress.next_change_on = today, due_at = its start (each patient's zone;"
+        f" procedure_evaluation too): {due} due"
     )
 
 
