@@ -153,7 +153,7 @@ async def read_check_ins(
     dependencies=[PATIENT, FreshOwnProgress],
     responses=problem_responses(401, 403),
 )
-async def read_progress(me: MeDep, database: DatabaseDep, audit: AuditDep) -> Progress:
+async def read_progress(me: MeRefDep, database: DatabaseDep, audit: AuditDep) -> Progress:
     """Your progress against the milestones of your latest procedure, compared with your own baseline."""
     report = await database.query(progress.for_patient, patient=me, procedure_id=None, as_of=None)
     await database.audited(audit, resource_id=me.id, patient_id=me.id)

@@ -14,6 +14,7 @@ from api.deps import (
     IfMatchDep,
     PageDep,
     PatientDep,
+    PatientRefDep,
     PrincipalDep,
 )
 from api.errors import problem_responses
@@ -136,7 +137,7 @@ async def read_candidacy(patient: PatientDep, database: DatabaseDep, audit: Audi
     responses=problem_responses(401, 403, 404, 422),
 )
 async def read_progress(
-    patient: PatientDep,
+    patient: PatientRefDep,
     database: DatabaseDep,
     audit: AuditDep,
     procedure_id: uuid.UUID | None = None,

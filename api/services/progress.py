@@ -22,7 +22,7 @@ from api.clinical.evaluation import Evaluation, ProcedureFacts
 from api.errors import NotFound
 from api.services import progress_store
 from api.services.alerts import ALERT
-from models.patient import Patient
+from api.services.records import PatientRef
 from models.progress import (
     BaselineOut,
     FactorOut,
@@ -61,7 +61,7 @@ def open_alerts(connection: Connection, patient_id: uuid.UUID) -> int:
 
 
 def for_patient(
-    session: Session, *, patient: Patient, procedure_id: uuid.UUID | None, as_of: date | None
+    session: Session, *, patient: PatientRef, procedure_id: uuid.UUID | None, as_of: date | None
 ) -> Progress:
     """The progress report of a procedure (default: the latest) on `as_of` (default: today in
     the patient's time zone). Raises NotFound for a procedure that is not the patient's."""
