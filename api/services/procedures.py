@@ -190,9 +190,9 @@ def record(
     if protocol_version is None:
         raise _no_protocol(protocol_id)
     _check_candidacy(facts, data, audit)
-    now = utc_now()
+    now, procedure_id = utc_now(), new_id()
     values = {
-        "id": new_id(),
+        "id": procedure_id,
         "patient_id": patient.id,
         "performed_on": data.performed_on,
         "treatment": data.treatment,
@@ -211,7 +211,7 @@ def record(
         "updated_at": now,
     }
     connection.execute(_INSERT_PROCEDURE, values)
-    progress_store.refresh(connection, patient_id=patient.id)
+    progress_store.refresh(connection, patient_id=patient.id, procedure_id=procedure_id)
     audit.record(connection, status_code=201, resource_id=values["id"], patient_id=patient.id)
     connection.commit()
     return to_public(SimpleNamespace(**values))

@@ -18,7 +18,7 @@ The caller holds the patient's lock: the write paths take it, the sweep takes it
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 
 from api.clinical import evaluation
-from api.clinical.clock import start_of_day, today_in
+from api.clinical.clock import clock_range, start_of_day, today_in
 from api.clinical.evaluation import EffectiveLog, Evaluation, PatientFacts, ProcedureFacts
 from api.services import alerts, protocols
 from api.services.alerts import ALERT
@@ -217,18 +217,23 @@ def evaluate_patient(
     *,
     as_of: date,
     covered: Mapping[uuid.UUID, date] | None = None,
+    procedures: Sequence[ProcedureFacts] | None = None,
+    only: Collection[uuid.UUID] | None = None,
 ) -> list[Evaluation]:
-    """Every procedure of the patient evaluated on `as_of` by the engine, straight from the
-    records (the source of truth the stored rows are checked against). `covered`: per
-    procedure, the date of the last scheduled check-in a missed_check_in alert covered."""
-    procedures = procedure_facts(connection, patient.id)
-    if not procedures:
+    """The patient's procedures (those in `only`, else all) evaluated on `as_of` by the engine,
+    straight from the records: the source of truth the stored rows are checked against.
+    `covered`: per procedure, the date of the last scheduled check-in a missed_check_in alert
+    covered. `procedures`: the patient's procedures, if the caller has read them."""
+    if procedures is None:
+        procedures = procedure_facts(connection, patient.id)
+    chosen = [p for p in procedures if only is None or p.id in only]
+    if not chosen:
         return []
 
     def rules_of(p: ProcedureFacts) -> dict[str, Any]:
         return protocols.rules(connection, p.protocol_id, p.protocol_version)
 
-    logs = effective_logs(connection, patient.id, earliest_input(procedures, rules_of))
+    logs = effective_logs(connection, patient.id, earliest_input(chosen, rules_of))
     covered = covered or {}
     return [
         evaluation.evaluate(
@@ -242,8 +247,40 @@ def evaluate_patient(
             if p.id in covered
             else None,
         )
-        for p in procedures
+        for p in chosen
     ]
+
+
+def _affected(
+    connection: Connection,
+    procedures: Sequence[ProcedureFacts],
+    log_dates: Collection[date] | None,
+    procedure_id: uuid.UUID | None,
+) -> set[uuid.UUID] | None:
+    """The procedures whose evaluation a write can change (None: all of them). Logs on `log_dates`
+    change the procedures whose clock or baseline window holds one of those dates; a new
+    procedure changes its own and the clock of the one before it. The latest procedure is always
+    evaluated: the patient's status and check-in schedule are its."""
+    if not procedures or (log_dates is None and procedure_id is None):
+        return None
+    dates = [p.clock_date for p in procedures]
+    affected = {procedures[-1].id}
+    if procedure_id is not None:
+        position = next(i for i, p in enumerate(procedures) if p.id == procedure_id)
+        affected |= {p.id for p in procedures[max(0, position - 1) : position + 2]}
+    for p in procedures if log_dates else ():
+        low, high = protocols.rules(connection, p.protocol_id, p.protocol_version)["baseline"][
+            "window_days"
+        ]
+        start, end = clock_range(dates, p.id)
+        baseline = (p.performed_on + timedelta(days=low), p.performed_on + timedelta(days=high))
+        if any(
+            baseline[0] <= d <= baseline[1]
+            or ((start is None or d >= start) and (end is None or d < end))
+            for d in log_dates or ()
+        ):
+            affected.add(p.id)
+    return affected
 
 
 @dataclass(frozen=True)
@@ -258,6 +295,8 @@ def refresh(
     patient_id: uuid.UUID,
     today: date | None = None,
     raise_missed: bool = False,
+    log_dates: Collection[date] | None = None,
+    procedure_id: uuid.UUID | None = None,
 ) -> Refreshed | None:
     """Evaluate the patient's procedures on `today` (default: today in the patient's time zone),
     raise the alerts the results call for, and rewrite the stored rows. None when the patient
@@ -266,13 +305,26 @@ def refresh(
     `missed_check_in` is the clock's alert: only the sweep raises it (`raise_missed`). A write
     that finds check-ins missed leaves the patient due today instead, so the next sweep (or the
     next read, which sweeps what is due first) raises it if no log has come by then. A
-    procedure recorded late, before the app has synced its backlog, so raises nothing."""
+    procedure recorded late, before the app has synced its backlog, so raises nothing.
+
+    `log_dates` (the dates of the logs a write added or corrected) or `procedure_id` (a procedure
+    just recorded) narrow the evaluation to the procedures the write can change; without them
+    every procedure is evaluated."""
     patient = patient_row(connection, patient_id)
     if patient is None:
         return None
     as_of = today or today_in(patient.timezone)
     record = AlertRecord.read(connection, patient_id)
-    results = evaluate_patient(connection, patient, as_of=as_of, covered=record.covered())
+    procedures = procedure_facts(connection, patient_id)
+    only = _affected(connection, procedures, log_dates, procedure_id)
+    results = evaluate_patient(
+        connection,
+        patient,
+        as_of=as_of,
+        covered=record.covered(),
+        procedures=procedures,
+        only=only,
+    )
     now = utc_now()
     procedure_rows, milestone_rows, raised = [], [], []
     for result in results:
@@ -286,7 +338,7 @@ def refresh(
         rows, closings = _milestone_rows(connection, patient, result, record.closings)
         milestone_rows += rows
         raised += [AlertKind.milestone_not_met.value] * closings
-    _replace(connection, patient_id, procedure_rows, milestone_rows)
+    _replace(connection, patient_id, only, procedure_rows, milestone_rows)
     current = results[-1] if results else None
     _write_patient_progress(connection, patient, current, as_of, now)
     return Refreshed(current.progress_status if current else "pending", raised)
@@ -408,20 +460,34 @@ _DELETE_MILESTONES = delete(MILESTONE_EVALUATION).where(
 _DELETE_PROCEDURES = delete(PROCEDURE_EVALUATION).where(
     PROCEDURE_EVALUATION.c.patient_id == bindparam("patient_id")
 )
+_DELETE_MILESTONES_OF = delete(MILESTONE_EVALUATION).where(
+    MILESTONE_EVALUATION.c.procedure_id.in_(bindparam("ids", expanding=True))
+)
+_DELETE_PROCEDURES_OF = delete(PROCEDURE_EVALUATION).where(
+    PROCEDURE_EVALUATION.c.procedure_id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_PROCEDURES = insert(PROCEDURE_EVALUATION)
+_INSERT_MILESTONES = insert(MILESTONE_EVALUATION)
 
 
 def _replace(
     connection: Connection,
     patient_id: uuid.UUID,
+    only: Collection[uuid.UUID] | None,
     procedure_rows: list[dict[str, Any]],
     milestone_rows: list[dict[str, Any]],
 ) -> None:
-    connection.execute(_DELETE_MILESTONES, {"patient_id": patient_id})
-    connection.execute(_DELETE_PROCEDURES, {"patient_id": patient_id})
+    """Replace the stored rows of the procedures evaluated (all the patient's with `only` None)."""
+    if only is None:
+        connection.execute(_DELETE_MILESTONES, {"patient_id": patient_id})
+        connection.execute(_DELETE_PROCEDURES, {"patient_id": patient_id})
+    else:
+        connection.execute(_DELETE_MILESTONES_OF, {"ids": list(only)})
+        connection.execute(_DELETE_PROCEDURES_OF, {"ids": list(only)})
     if procedure_rows:
-        connection.execute(insert(PROCEDURE_EVALUATION), procedure_rows)
+        connection.execute(_INSERT_PROCEDURES, procedure_rows)
     if milestone_rows:
-        connection.execute(insert(MILESTONE_EVALUATION), milestone_rows)
+        connection.execute(_INSERT_MILESTONES, milestone_rows)
 
 
 _UPDATE_PROGRESS = (

@@ -302,7 +302,9 @@ def ingest(
     if created:
         _INSERT_LOGS(connection, created)
         alerts.check_new_logs(connection, patient=patient, new_logs=created, procedures=procedures)
-        progress_store.refresh(connection, patient_id=patient.id)
+        progress_store.refresh(
+            connection, patient_id=patient.id, log_dates={log.local_date for log in created}
+        )
     single = None if batch else outcomes[0]
     status_code = 200 if batch else _single_status(outcomes[0])
     audit.record(
@@ -349,7 +351,12 @@ def correct(
             new_logs=[outcome.log],
             procedures=procedure_refs(connection, patient.id),
         )
-        progress_store.refresh(connection, patient_id=patient.id)
+        # The correction may move the log to another day: both days' procedures can change.
+        progress_store.refresh(
+            connection,
+            patient_id=patient.id,
+            log_dates={original.local_date, outcome.log.local_date},
+        )
     if outcome.status in ("created", "duplicate"):
         audit.record(
             connection,

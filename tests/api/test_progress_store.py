@@ -136,3 +136,47 @@ def test_the_app_schedule_and_the_progress_agree_on_the_next_check_in_after_a_lo
     # The first log falls on day 9 in Pago Pago (09:00 at +01:00); the one from ahead, day 11, is
     # not counted yet.
     assert schedule["next_day"] == progress["next_check_in"]["day"] == 10
+
+
+def _stored_statuses(engine: Engine, patient_id: uuid.UUID) -> dict[tuple[str, str], str]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            progress_store.MILESTONE_EVALUATION.select().where(
+                progress_store.MILESTONE_EVALUATION.c.patient_id == patient_id
+            )
+        ).all()
+    return {(str(r.procedure_id), r.key): r.status for r in rows}
+
+
+def _engine_statuses(engine: Engine, patient_id: uuid.UUID) -> dict[tuple[str, str], str]:
+    with engine.connect() as connection:
+        patient = progress_store.patient_row(connection, patient_id)
+        assert patient is not None
+        results = progress_store.evaluate_patient(
+            connection, patient, as_of=today_in(patient.timezone)
+        )
+    return {(str(e.procedure.id), m.key): m.status for e in results for m in e.milestones}
+
+
+def test_a_write_re_evaluates_the_earlier_procedures_it_touches(
+    client: TestClient, world: World, db: Session, settings: Settings, engine: Engine
+) -> None:
+    """A write narrows the evaluation to the procedures it can change: a log on an earlier
+    procedure's clock, and a procedure recorded between two others (it cuts the first one's
+    clock short), re-evaluate those earlier procedures too."""
+    patient, headers = fresh_patient(db, settings, world)
+    today = today_in("Europe/Berlin")
+    first = add_procedure(
+        client, world, patient.id, today - timedelta(days=200), baseline={"pain": 7}
+    )
+    add_procedure(client, world, patient.id, today - timedelta(days=20), baseline={"pain": 7})
+    for days_ago in (150, 140):  # the first procedure's short-term window: improved
+        add_log(client, headers, today - timedelta(days=days_ago), 3)
+    assert _stored_statuses(engine, patient.id)[(first["id"], "short_term")] == "met"
+    assert _stored_statuses(engine, patient.id) == _engine_statuses(engine, patient.id)
+
+    # A procedure 160 days ago takes those logs onto its own clock: the first one's short-term
+    # window is left with none.
+    add_procedure(client, world, patient.id, today - timedelta(days=160), baseline={"pain": 7})
+    assert _stored_statuses(engine, patient.id)[(first["id"], "short_term")] == "insufficient_data"
+    assert _stored_statuses(engine, patient.id) == _engine_statuses(engine, patient.id)
