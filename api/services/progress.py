@@ -211,16 +211,7 @@ def _stored_milestone(row: Any) -> MilestoneOut:
         state=row.state,
         status=row.status,
         expected=row.expected,
-        observed=ObservedOut(
-            n_logs=row.n_logs,
-            pain=row.pain,
-            pain_change=row.pain_change,
-            pain_change_pct=row.pain_change_pct,
-            mobility=row.mobility,
-            mobility_change=row.mobility_change,
-            odi=row.odi,
-            odi_change=row.odi_change,
-        ),
+        observed=ObservedOut.model_validate(row, from_attributes=True),
         substantial=row.substantial,
         findings=[FindingOut.model_validate(f) for f in row.findings],
     )

@@ -19,7 +19,7 @@ The caller holds the patient's lock: the write paths take it, the sweep takes it
 import json
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -411,14 +411,7 @@ def _milestone_rows(
                 "state": milestone.state,
                 "status": milestone.status,
                 "expected": milestone.expected,
-                "n_logs": observed.n_logs,
-                "pain": observed.pain,
-                "pain_change": observed.pain_change,
-                "pain_change_pct": observed.pain_change_pct,
-                "mobility": observed.mobility,
-                "mobility_change": observed.mobility_change,
-                "odi": observed.odi,
-                "odi_change": observed.odi_change,
+                **asdict(observed),  # the engine's observed values, one column each
                 "substantial": milestone.substantial,
                 "findings": [{"code": f.code, "message": f.message} for f in milestone.findings],
             }
